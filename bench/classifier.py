@@ -1,0 +1,148 @@
+"""The black-box classifier under test: GCE Table 1, its training, its cache.
+
+Explainers only ever see a :class:`BlackBox`: "images in, class probabilities
+(and their gradient) out". The network is frozen and kept in eval mode, so no
+dropout is active while it is being explained (the authors' GCE code left it
+in training mode inside the information-flow estimator).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from bench.data import Split
+from bench.store import load_checkpoint, save_checkpoint, stable_hash, cache_root
+
+
+class Table1Classifier(nn.Module):
+    """GCE Table 1 (App. E.1): two 3x3 convs (32, 64), max-pool, dropout, FC 128, FC M.
+
+    ``forward`` returns logits ``(N, M)``; the softmax of the table is applied
+    by :class:`BlackBox`.
+    """
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3)  # (N, 32, 26, 26)
+        self.conv2 = nn.Conv2d(32, 64, 3)  # (N, 64, 24, 24)
+        self.drop1 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(64 * 12 * 12, 128)
+        self.drop2 = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(128, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 64, 12, 12)
+        x = self.drop1(x).flatten(1)
+        x = self.drop2(F.relu(self.fc1(x)))
+        return self.fc2(x)
+
+
+class BlackBox(nn.Module):
+    """A frozen classifier seen as class probabilities: ``(N, 1, H, W) -> (N, M)``.
+
+    Gradients flow to the *input* (explainers train through it) but never to
+    its parameters.
+    """
+
+    def __init__(self, network: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        self.network = network.eval()
+        self.n_classes = n_classes
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "BlackBox":  # always eval: no dropout while explained
+        return super().train(False)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.network(x), dim=-1)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """Predicted labels ``(N,)``, batched."""
+        device = next(self.network.parameters()).device
+        return torch.cat([self.network(x[i:i + batch_size].to(device)).argmax(-1).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+    def accuracy(self, split: Split) -> float:
+        return float((self.predict(split.images) == split.labels).float().mean())
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """GCE App. E.1: batch 64, SGD momentum 0.5, lr 0.1, step decay 0.7 per epoch."""
+
+    epochs: int
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.5
+    lr_decay: float = 0.7
+
+
+def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, seed: int,
+                     device: torch.device, log=print) -> Table1Classifier:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = Table1Classifier(n_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=config.lr_decay)
+    n = len(train)
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        total, start = 0.0, time.perf_counter()
+        for i in range(0, n, config.batch_size):
+            idx = order[i:i + config.batch_size]
+            x, y = train.images[idx].to(device), train.labels[idx].to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        sched.step()
+        log(f"[classifier] epoch {epoch + 1}/{config.epochs}  loss {total / n:.4f}  "
+            f"({time.perf_counter() - start:.1f}s)")
+    return model.eval()
+
+
+def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split, n_classes: int,
+                      config: ClassifierConfig, seed: int, device: torch.device,
+                      log=lambda m: print(m, file=sys.stderr)) -> tuple[BlackBox, dict]:
+    """The suite's black box, trained once and cached by everything that determines it.
+
+    Returns the black box and a record (cache key, accuracies, fit time,
+    whether it came from the cache).
+    """
+    key = stable_hash({"model": "gce-table1", "suite": suite_key, "config": config.__dict__, "seed": seed})
+    path = cache_root() / "models" / f"classifier-{key}.pt"
+    payload = load_checkpoint(path, expect_key=key)
+    network = Table1Classifier(n_classes)
+    cached = False
+    if payload is not None:
+        try:
+            network.load_state_dict(payload["state_dict"])
+            cached = True
+        except (RuntimeError, KeyError):
+            payload = None  # mismatched entry: rebuild, never trust
+    fit_seconds = payload["fit_seconds"] if payload else 0.0
+    if payload is None:
+        log(f"[classifier] training GCE Table 1 classifier ({config.epochs} epochs, {len(train)} images)")
+        start = time.perf_counter()
+        network = train_classifier(train, n_classes, config, seed=seed, device=device, log=log)
+        fit_seconds = time.perf_counter() - start
+        save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
+                               "fit_seconds": fit_seconds})
+    box = BlackBox(network.to(device), n_classes)
+    record = {"cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
+              "val_accuracy": box.accuracy(val), "test_accuracy": box.accuracy(test), "epochs": config.epochs}
+    return box, record

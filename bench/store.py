@@ -1,0 +1,102 @@
+"""Files on disk: the cache directory, atomic writes, checksums.
+
+Nothing here writes a file in place: every write goes to a temporary file in
+the same directory and is renamed over the target, so an interrupted run never
+leaves a half-written file that a later step would read as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import BenchError
+
+
+def cache_root() -> Path:
+    """Where data and trained models are cached.
+
+    ``$GENEXBENCH_CACHE`` if set, else ``$XDG_CACHE_HOME/genexbench``, else
+    ``~/.cache/genexbench``.
+    """
+    if os.environ.get("GENEXBENCH_CACHE"):
+        return Path(os.environ["GENEXBENCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "genexbench"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hash of a JSON-able object, independent of dict order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Save ``payload`` (state dicts, config, metadata) with torch.save, atomically."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, *, expect_key: str) -> dict | None:
+    """Load a cached checkpoint; ``None`` when it is missing, corrupt or for another key.
+
+    A cache entry is rebuilt rather than trusted whenever it fails to load or
+    its recorded key differs from the one asked for.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any unreadable file is a cache miss, never a crash
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != expect_key:
+        return None
+    return payload
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) or raise a one-line BenchError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise BenchError(f"output directory {str(path)!r} is not writable ({exc.strerror or exc})") from None
+    return path

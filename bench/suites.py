@@ -1,0 +1,78 @@
+"""Suites: dataset, classes, black box and each explainer's settings, in two profiles.
+
+``quick`` is sized for a 2-core CPU (the default); ``paper`` uses the papers'
+(or the authors' released models') settings and is meant for a GPU. The
+results record which profile made them and how it differs from ``paper``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.classifier import ClassifierConfig
+from bench.errors import unknown_name
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    classifier: ClassifierConfig
+    explainers: dict[str, dict[str, Any]]  # explainer name -> settings overriding its defaults
+    info_flow_samples: tuple[int, int]  # (N_alpha, N_beta) for scoring
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str
+    classes: tuple[int, ...]
+    version: str  # bump when anything that changes the numbers changes
+    description: str
+    default_explainers: tuple[str, ...]
+    profiles: dict[str, Profile] = field(default_factory=dict)
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise unknown_name("profile", name, self.profiles)
+        return self.profiles[name]
+
+    def key(self) -> dict:
+        """What identifies the suite's data and labels (part of every cache key)."""
+        return {"suite": self.name, "dataset": self.dataset, "classes": self.classes, "version": self.version}
+
+
+_GCE_MNIST = {"n_causal": 1, "n_noncausal": 7, "lam": 0.05}
+
+SUITES: dict[str, Suite] = {s.name: s for s in [
+    Suite(
+        name="mnist", dataset="mnist", classes=(3, 8), version="1",
+        description="MNIST 3 vs 8, GCE Table 1 classifier, GCE K=1 L=7 lambda=0.05 (GCE App. E.1)",
+        default_explainers=("gce",),
+        profiles={
+            "quick": Profile(
+                name="quick",
+                classifier=ClassifierConfig(epochs=3),
+                explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16}},
+                info_flow_samples=(100, 25),
+                note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
+                     "(paper: 8000 steps, N_alpha=25, N_beta=100)",
+            ),
+            "paper": Profile(
+                name="paper",
+                classifier=ClassifierConfig(epochs=20),
+                explainers={"gce": {**_GCE_MNIST, "steps": 8000, "n_alpha": 25, "n_beta": 100,
+                                    "batch_size": 64, "lr": 5e-4}},
+                info_flow_samples=(100, 25),
+                note="settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code)",
+            ),
+        },
+    ),
+]}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise unknown_name("suite", name, SUITES)
+    return SUITES[name]

@@ -1,0 +1,170 @@
+"""The one interface every explainer implements, and the registry of explainers.
+
+An explainer explains a frozen black box ``f`` (a :class:`bench.classifier.BlackBox`:
+images in, class probabilities and their gradient out). Explainers differ in
+what they can produce, so they declare *capabilities*; a metric names the one
+it needs and the leaderboard prints ``n/a`` where an explainer lacks it.
+
+- ``fit``: learn from ``f`` and the training split (a VAE, a GAN...).
+- ``sweep``: a path of images from ``x`` toward a target class.
+- ``saliency``: a relevance map per input.
+- ``latent``: ``encode`` / ``decode`` with a declared causal / noncausal split.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError, unknown_name
+
+
+class Capability(str, Enum):
+    FIT = "fit"
+    SWEEP = "sweep"
+    SALIENCY = "saliency"
+    LATENT = "latent"
+
+
+@dataclass(frozen=True)
+class LatentSplit:
+    """Latent coordinates ``[0, n_causal)`` are causal (alpha), the rest noncausal (beta)."""
+
+    n_causal: int
+    n_noncausal: int
+
+    @property
+    def n_latent(self) -> int:
+        return self.n_causal + self.n_noncausal
+
+    def names(self) -> list[str]:
+        return [f"alpha{i + 1}" for i in range(self.n_causal)] + [f"beta{i + 1}" for i in range(self.n_noncausal)]
+
+
+class Explainer(abc.ABC):
+    """Base class: capabilities and metadata as class attributes.
+
+    Subclasses set ``name`` (registry key), ``paper`` and ``capabilities`` and
+    implement the methods of the capabilities they declare. Construction takes
+    the black box, the explainer's settings (a dict from the suite profile;
+    unknown keys are an error) and a device.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: default settings per profile; the suite may override per suite
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(self.defaults))
+        if unknown:
+            raise BenchError(f"{self.name}: unknown setting(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(self.defaults))}")
+        self.settings = {**self.defaults, **settings}
+        self.classifier = classifier
+        self.device = torch.device(device)
+
+    def supports(self, capability: Capability | str) -> bool:
+        return Capability(capability) in self.capabilities
+
+    # -- fit --------------------------------------------------------------------------------
+    def fit(self, train_images: torch.Tensor, *, generator: torch.Generator, log: Callable[[str], None]) -> dict:
+        """Learn from the (unlabelled) training images and ``f``; returns a small record."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to restore a fitted explainer (for the cache)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- sweep ------------------------------------------------------------------------------
+    def sweep(self, x: torch.Tensor, target: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """Images ``(N, n_steps, C, H, W)`` from (a reconstruction of) ``x`` toward class ``target`` ``(N,)``."""
+        raise NotImplementedError(f"{self.name} has no sweep capability")  # abstract: only for capability holders
+
+    # -- saliency ---------------------------------------------------------------------------
+    def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Relevance maps ``(N, C, H, W)``, larger = more relevant, for class ``target`` ``(N,)``."""
+        raise NotImplementedError(f"{self.name} has no saliency capability")  # abstract: only for capability holders
+
+    # -- latent -----------------------------------------------------------------------------
+    latent_split: LatentSplit | None = None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means ``(N, n_latent)`` (not samples: explanations must not be noisy)."""
+        raise NotImplementedError(f"{self.name} has no latent capability")  # abstract: only for capability holders
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` from latents ``(N, n_latent)``."""
+        raise NotImplementedError(f"{self.name} has no latent capability")  # abstract: only for capability holders
+
+
+class Registry:
+    """Name -> class, with "did you mean" on a miss.
+
+    Rejects duplicate names and classes of the wrong base (torch-fidelity's
+    registry; lm-eval's ``api/registry.py``). Entries register themselves with
+    a decorator; the modules of ``discover`` (a package) are imported on first
+    use, so a new explainer is one new file and ``python -m bench --help``
+    imports none of them.
+    """
+
+    def __init__(self, kind: str, base: type, discover: str | None = None) -> None:
+        self.kind, self.base, self.discover = kind, base, discover
+        self._entries: dict[str, type] = {}
+        self._discovered = discover is None
+
+    def register(self, name: str, cls: type) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}")
+        self._entries[name] = cls
+
+    def _discover(self) -> None:
+        if not self._discovered:
+            self._discovered = True
+            package = importlib.import_module(self.discover)
+            for info in pkgutil.iter_modules(package.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{self.discover}.{info.name}")
+
+    def names(self) -> list[str]:
+        self._discover()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._discover()
+        return name in self._entries
+
+    def get(self, name: str) -> type:
+        self._discover()
+        if name not in self._entries:
+            raise unknown_name(self.kind, name, self._entries)
+        return self._entries[name]
+
+
+EXPLAINERS = Registry("explainer", Explainer, discover="explainers")
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: ``@register("gce")`` sets ``cls.name`` and registers the class."""
+
+    def wrap(cls: type) -> type:
+        cls.name = name
+        EXPLAINERS.register(name, cls)
+        return cls
+
+    return wrap
