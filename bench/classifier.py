@@ -108,7 +108,7 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         sched.step()
         log(f"[classifier] epoch {epoch + 1}/{config.epochs}  loss {total / n:.4f}  "
             f"({time.perf_counter() - start:.1f}s)")

@@ -190,8 +190,8 @@ def load_dataset(name: str, classes: Sequence[int], *, data_root: str | Path | N
     if payload is None:
         arrays, source, checksum = fetch() if fetch else _mnist_from_hub(cache)
         payload = {"key": key, "source": source, "checksum": checksum,
-                   **{f"{s}_x": torch.from_numpy(np.ascontiguousarray(a[0])) for s, a in arrays.items()},
-                   **{f"{s}_y": torch.from_numpy(np.ascontiguousarray(a[1])) for s, a in arrays.items()}}
+                   **{f"{s}_x": torch.from_numpy(np.array(a[0])) for s, a in arrays.items()},
+                   **{f"{s}_y": torch.from_numpy(np.array(a[1])) for s, a in arrays.items()}}
         save_checkpoint(cached_file, payload)
     splits = {s: _select(payload[f"{s}_x"].numpy(), payload[f"{s}_y"].numpy(), classes, scale)
               for s in ("train", "val", "test")}

@@ -37,7 +37,7 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                "accuracy drop of each single latent factor (GCE Fig. 5b)"),
     MetricInfo("reencoded_accuracy", True, "latent", "fraction",
                "accuracy of f on decode(encode(x)) of the validation images"),
-    MetricInfo("fit_seconds", None, "fit", "s", "time to fit the explainer (0 when loaded from the cache)"),
+    MetricInfo("fit_seconds", None, "fit", "s", "time the fit took when it was trained (kept when loaded from the cache)"),
     MetricInfo("information_flow_seconds", None, "latent", "s",
                "time of one information-flow estimate at the suite's (N_alpha, N_beta), on the run's device"),
 ]}

@@ -135,3 +135,27 @@ def information_flow_per_factor(decode: Decode, classify: Classify, n_latent: in
     chunk = chunk_size or auto_chunk_size(z.shape[0], device)
     probs = classify_latents(decode, classify, z, chunk)
     return mutual_information_from_probs(probs.view(n_latent, n_alpha, n_beta, -1))
+
+
+def information_flow_loop(decode: Decode, classify: Classify, n_causal: int, n_noncausal: int,
+                          n_alpha: int, n_beta: int, *, batch_beta: bool, generator: torch.Generator | None = None,
+                          device: torch.device | str | None = None) -> torch.Tensor:
+    """Algorithm 2 as written, for checking and timing :func:`information_flow`.
+
+    ``batch_beta=False`` is the per-sample double loop of the paper;
+    ``batch_beta=True`` runs one pass of N_beta samples per alpha (the authors'
+    code). Draws the same latents as :func:`information_flow` for the same
+    generator, so the three agree up to float rounding.
+    """
+    device = resolve_device(device)
+    alpha = _normal((n_alpha, 1, n_causal), generator, device)
+    beta = _normal((n_alpha, n_beta, n_noncausal), generator, device)
+    p_y_given_alpha = []
+    for i in range(n_alpha):
+        z = torch.cat([alpha[i].expand(n_beta, n_causal), beta[i]], dim=-1)  # (n_beta, D)
+        if batch_beta:
+            p_y_given_alpha.append(classify(decode(z)).mean(0))
+        else:
+            p_y_given_alpha.append(sum(classify(decode(z[j:j + 1]))[0] for j in range(n_beta)) / n_beta)
+    probs = torch.stack(p_y_given_alpha).unsqueeze(1)  # (n_alpha, 1, M): already averaged over beta
+    return mutual_information_from_probs(probs)

@@ -1,0 +1,175 @@
+"""``python -m bench run``: train what is missing (cached), score everything, write the run directory."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from bench import figures
+from bench.classifier import cached_classifier
+from bench.data import load_dataset
+from bench.errors import BenchError
+from bench.results import code_revision, device_info, make_record, render_leaderboard, versions, write_record
+from bench.scoring import row, score_explainer
+from bench.store import atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint, stable_hash
+from bench.suites import get_suite
+from explainers.base import EXPLAINERS, Capability, Explainer
+
+
+@dataclass
+class RunConfig:
+    """Everything a run is asked to do; CLI -> this -> :func:`run`."""
+
+    suite: str = "mnist"
+    profile: str = "quick"
+    explainers: tuple[str, ...] | None = None  # None: the suite's defaults
+    seed: int = 0
+    device: str = "auto"
+    out: Path | None = None  # None: runs/<suite>-<profile>-seed<seed>
+    data_root: str | None = None
+    command: list[str] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise BenchError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def _log(message: str) -> None:
+    print(f"{datetime.now().strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _source_hash(cls: type) -> str:
+    """Hash of the explainer's module source (and what it declares it depends on): a code
+    change invalidates its cached fit."""
+    modules = [sys.modules[cls.__module__], *[sys.modules[m] for m in getattr(cls, "fit_depends", ())]]
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:16]
+
+
+def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_images: torch.Tensor,
+                     classifier_key: str, suite_key: dict, seed: int, device: torch.device,
+                     log: Callable[[str], None]) -> tuple[Explainer, dict]:
+    """Build ``cls`` and fit it, or load its fit from the cache (keyed by everything that determines it)."""
+    explainer = cls(classifier, settings, device)
+    if not explainer.supports(Capability.FIT):
+        return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
+    key = stable_hash({"explainer": cls.name, "settings": explainer.settings, "classifier": classifier_key,
+                       "suite": suite_key, "seed": seed, "source": _source_hash(cls)})
+    path = cache_root() / "models" / f"{cls.name}-{key}.pt"
+    payload = load_checkpoint(path, expect_key=key)
+    if payload is not None:
+        try:
+            explainer.load_state_dict(payload["state"])
+            log(f"[{cls.name}] loaded from cache ({path.name})")
+            return explainer, {"cached": True, "fit_seconds": payload["fit_seconds"], "cache_key": key,
+                               "fit": payload.get("fit", {})}
+        except (RuntimeError, KeyError, TypeError):
+            log(f"[{cls.name}] cache entry {path.name} does not match; refitting")
+            explainer = cls(classifier, settings, device)
+    log(f"[{cls.name}] fitting ({explainer.settings})")
+    start = time.perf_counter()
+    fit_record = explainer.fit(train_images, generator=torch.Generator().manual_seed(seed), log=log)
+    fit_seconds = time.perf_counter() - start
+    state = {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v)
+             for k, v in explainer.state_dict().items()}
+    save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record})
+    return explainer, {"cached": False, "fit_seconds": fit_seconds, "cache_key": key, "fit": fit_record}
+
+
+def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
+    """Run a suite; returns the run directory (its ``results.json`` is written last)."""
+    started = time.perf_counter()
+    suite = get_suite(config.suite)
+    profile = suite.profile(config.profile)
+    names = tuple(config.explainers or suite.default_explainers)
+    classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
+    device = resolve_device(config.device)
+    run_dir = ensure_writable_dir(Path(config.out or f"runs/{suite.name}-{profile.name}-seed{config.seed}"))
+    torch.manual_seed(config.seed)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root)
+    timings["data_seconds"] = time.perf_counter() - t
+    log(f"[data] {data.source}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} "
+        f"(classes {suite.classes})")
+
+    t = time.perf_counter()
+    suite_key = {**suite.key(), "data": data.checksum}
+    classifier, clf_record = cached_classifier(suite_key=suite_key, train=data.train, val=data.val, test=data.test,
+                                               n_classes=data.n_classes, config=profile.classifier,
+                                               seed=config.seed, device=device, log=log)
+    timings["classifier_seconds"] = time.perf_counter() - t
+    log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
+        + (" [cached]" if clf_record["cached"] else ""))
+
+    results: list[dict] = []
+    explainer_meta: dict[str, dict] = {}
+    n_alpha, n_beta = profile.info_flow_samples
+    for index, (name, cls) in enumerate(classes.items()):
+        t = time.perf_counter()
+        try:
+            explainer, fit = fitted_explainer(
+                cls, classifier=classifier, settings=profile.explainers.get(name, {}), train_images=data.train.images,
+                classifier_key=clf_record["cache_key"], suite_key=suite_key, seed=config.seed + 1 + index,
+                device=device, log=log)
+            log(f"[{name}] scoring")
+            rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
+                                           seed=config.seed, device=device)
+            rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
+            results += rows
+            explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
+                                    "settings": explainer.settings, **fit}
+            if arrays:
+                figures.factor_bars(name, arrays, run_dir / "figures" / f"{name}_factors.png")
+            if explainer.supports(Capability.LATENT) and hasattr(explainer, "sweep_factor"):
+                first_of_each = torch.stack([data.val.images[(data.val.labels == c).nonzero()[0, 0]]
+                                             for c in range(data.n_classes)])
+                figures.latent_sweeps(explainer, classifier, first_of_each.to(device),
+                                      run_dir / "figures" / f"{name}_sweeps.png")
+        except (KeyboardInterrupt, BenchError):
+            raise
+        except Exception as exc:  # a failed explainer is a row with an error, never a missing row
+            log(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+            results.append({"explainer": name, "metric": None, "factor": None, "value": None,
+                            "error": f"{type(exc).__name__}: {exc}"})
+        timings[f"{name}_seconds"] = time.perf_counter() - t
+    timings["total_seconds"] = time.perf_counter() - started
+
+    metadata = {
+        "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
+        "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
+        "seeds": {"classifier": config.seed, "explainers": {n: config.seed + 1 + i for i, n in enumerate(names)},
+                  "scoring": config.seed},
+        "explainers": list(names), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
+        "code_revision": code_revision(), "versions": versions(), "device": device_info(device),
+        "data": {"source": data.source, "checksum": data.checksum, "classes": list(suite.classes),
+                 "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
+        "classifier": {"architecture": "GCE Table 1", **asdict(profile.classifier), **clf_record},
+        "explainer_details": explainer_meta, "timings": {k: round(v, 3) for k, v in timings.items()},
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
+    }
+    record = make_record(metadata, results)
+    markdown, csv = render_leaderboard(record)
+    atomic_write_text(run_dir / "leaderboard.md", markdown)
+    atomic_write_text(run_dir / "leaderboard.csv", csv)
+    write_record(run_dir, record)  # last: its presence marks a complete run
+    print(markdown)
+    log(f"[run] wrote {run_dir} in {timings['total_seconds']:.1f}s")
+    return run_dir

@@ -1,0 +1,70 @@
+"""Command line errors are one line and exit 2; registries reject bad entries and suggest names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.errors import BenchError
+from explainers.base import EXPLAINERS, Explainer, Registry
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "--suite", "mnsit"), "error: unknown suite 'mnsit'; did you mean 'mnist'?"),
+    (("run", "--explainers", "gcee"), "error: unknown explainer 'gcee'; did you mean 'gce'?"),
+    (("run", "--profile", "papr"), "error: unknown profile 'papr'; did you mean 'paper'?"),
+])
+def test_bad_names_are_one_line_errors(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == message  # one line, no traceback
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: output directory") and "not writable" in err and "\n" not in err
+
+
+def test_cuda_request_without_cuda_is_an_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["run", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_list_shows_suites_explainers_and_metric_directions(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "gce" in out
+    assert "information_flow             ↑" in out and "information_flow_noncausal   ↓" in out
+
+
+def test_registry_rejects_duplicates_and_wrong_base():
+    registry = Registry("thing", Explainer)
+
+    class Good(Explainer):
+        pass
+
+    registry.register("good", Good)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("good", Good)
+    with pytest.raises(TypeError):
+        registry.register("bad", dict)
+    with pytest.raises(BenchError, match="did you mean 'good'"):
+        registry.get("goood")
+
+
+def test_explainer_rejects_unknown_settings(black_box):
+    with pytest.raises(BenchError, match="unknown setting"):
+        EXPLAINERS.get("gce")(black_box, {"stpes": 10})

@@ -1,0 +1,94 @@
+"""The run end to end on a tiny profile: record, leaderboard, cache, failures, interruption."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from bench import runner as runner_mod
+from bench.classifier import ClassifierConfig
+from bench.results import load_record, render_leaderboard
+from bench.runner import RunConfig, run
+from bench.suites import SUITES, Profile
+from explainers.base import EXPLAINERS, Capability, Explainer
+
+
+class Broken(Explainer):
+    """A second explainer defined in one place: registered, fails at fit."""
+
+    paper = "test double"
+    capabilities = frozenset({Capability.FIT})
+
+    def fit(self, train_images, *, generator, log):
+        raise RuntimeError("deliberately broken")
+
+
+@pytest.fixture
+def tiny_profile(monkeypatch):
+    profile = Profile(name="tiny", classifier=ClassifierConfig(epochs=1),
+                      explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4}},
+                      info_flow_samples=(10, 5), note="test-sized")
+    suite = SUITES["mnist"]
+    monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(suite, profiles={**suite.profiles, "tiny": profile}))
+    monkeypatch.setitem(EXPLAINERS._entries, "broken", Broken)
+    return profile
+
+
+def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
+    out = tmp_path / "run"
+    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce", "broken"), seed=3, device="cpu", out=out)
+    run(config, log=lambda m: None)
+    text = (out / "results.json").read_text()
+    record = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    meta = record["metadata"]
+    assert meta["suite"] == "mnist" and meta["profile"] == "tiny" and meta["seed"] == 3
+    assert meta["code_revision"] and meta["versions"]["torch"].startswith("2.")
+    assert meta["device"]["type"] == "cpu" and meta["data"]["checksum"]
+    assert 0.9 < meta["classifier"]["test_accuracy"] <= 1.0
+    metrics = {(r["explainer"], r["metric"], r["factor"]) for r in record["results"] if "error" not in r}
+    assert ("gce", "information_flow", None) in metrics
+    assert ("gce", "accuracy_drop_factor", "beta7") in metrics
+    assert [r["error"] for r in record["results"] if r["explainer"] == "broken"] == \
+        ["RuntimeError: deliberately broken"]
+    board = (out / "leaderboard.md").read_text()
+    assert "information_flow ↑" in board and "information_flow_noncausal ↓" in board and "n/a" in board
+    assert (out / "leaderboard.csv").read_text().startswith("explainer,")
+    assert (out / "figures" / "gce_factors.png").stat().st_size > 1000
+    # the leaderboard is a function of the stored record alone
+    assert render_leaderboard(load_record(out))[0] == board
+
+    # warm: both models come from the cache and the numbers reproduce exactly
+    run(config, log=lambda m: None)
+    again = load_record(out)
+    assert again["metadata"]["classifier"]["cached"] is True
+    assert again["metadata"]["explainer_details"]["gce"]["cached"] is True
+    values = lambda rec: [r.get("value") for r in rec["results"] if r["metric"] != "information_flow_seconds"]  # noqa: E731
+    assert values(again) == values(record)
+
+
+def test_corrupt_model_cache_is_rebuilt(tiny_profile, tmp_path, isolated_cache, mnist38):
+    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce",), seed=4, device="cpu", out=tmp_path / "a")
+    run(config, log=lambda m: None)
+    for path in (isolated_cache / "models").glob("*.pt"):
+        path.write_bytes(b"garbage")
+    messages: list[str] = []
+    run(dataclasses.replace(config, out=tmp_path / "b"), log=messages.append)
+    assert any("training GCE Table 1 classifier" in m for m in messages)
+    assert any("[gce] fitting" in m for m in messages)
+    assert load_record(tmp_path / "b")["metadata"]["classifier"]["cached"] is False
+
+
+def test_interrupted_run_leaves_no_results_file(tiny_profile, tmp_path, monkeypatch, mnist38):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "score_explainer", interrupt)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(suite="mnist", profile="tiny", explainers=("gce",), device="cpu", out=out), log=lambda m: None)
+    assert not (out / "results.json").exists() and not (out / "leaderboard.md").exists()
+    assert not list(out.glob("*.tmp"))
+    torch.manual_seed(0)
