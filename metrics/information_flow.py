@@ -26,9 +26,11 @@ Classify = Callable[[torch.Tensor], torch.Tensor]
 #: guard inside the logs (as the GCE code): p log p -> 0 as p -> 0, but log 0 = -inf
 EPS = 1e-8
 
-#: CPU chunk size: measured fastest for the GCE Table 1/2 networks on 2 cores
-#: (tests/benchmarks/test_information_flow_speed.py); larger chunks spill caches.
-CPU_CHUNK = 256
+#: CPU chunk size. For the GCE Table 1/2 networks (channels-last weights) on 2
+#: cores the time per sample is lowest at 25-32 samples a pass and grows from
+#: ~100 up, where the activations (64x24x24 floats per sample in the
+#: classifier) spill L2 (tests/benchmarks/test_information_flow_speed.py).
+CPU_CHUNK = 32
 #: budget of activation memory per CUDA chunk, as a fraction of free memory
 CUDA_MEMORY_FRACTION = 0.5
 #: bytes one sample needs through the Table 1/2 networks without autograd (measured upper bound)

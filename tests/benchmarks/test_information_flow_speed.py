@@ -7,7 +7,8 @@ Compare in one run (timings off by default in the test suite):
 Three implementations of the same estimate (same draws, same result):
 ``batched`` (metrics.information_flow.information_flow), ``beta_loop`` (one
 pass of N_beta per alpha: the authors' code) and ``double_loop`` (one sample
-per pass: Algorithm 2 as written). Networks in eval mode, no autograd.
+per pass: Algorithm 2 as written). Networks in eval mode, no autograd, in the
+layout the package runs them (channels-last conv weights).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from bench.classifier import BlackBox, Table1Classifier
-from explainers.gce import Decoder
+from explainers.gce import GCE
 from metrics.information_flow import information_flow, information_flow_loop, resolve_device
 
 SHAPES = {"100x25": (100, 25), "25x100": (25, 100)}
@@ -27,7 +28,10 @@ IMPLEMENTATIONS = ("batched", "beta_loop", "double_loop")
 def networks():
     device = resolve_device(None)
     torch.manual_seed(0)
-    return Decoder(8).eval().to(device), BlackBox(Table1Classifier(2).to(device), 2), device
+    classifier = BlackBox(Table1Classifier(2).to(device), 2)
+    assert classifier.use_channels_last(torch.rand(8, 1, 28, 28, device=device))
+    decoder = GCE(classifier, device=device).decoder.eval()
+    return decoder, classifier, device
 
 
 def estimate(networks, implementation: str, n_alpha: int, n_beta: int) -> float:
