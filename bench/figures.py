@@ -44,7 +44,8 @@ def latent_sweeps(explainer, classifier, images: torch.Tensor, path: Path, n_val
     values = torch.linspace(-r, r, n_values)
     n_img = len(images)
     fig, axes = plt.subplots(n_img * split.n_latent, n_values,
-                             figsize=(n_values * 0.9, n_img * split.n_latent * 1.0), squeeze=False)
+                             figsize=(n_values * 0.9, n_img * split.n_latent * 1.0), squeeze=False,
+                             layout="constrained")
     for d, fname in enumerate(split.names()):
         sweeps = explainer.sweep_factor(images, d, values)  # (N, S, 1, 28, 28)
         probs = classifier(sweeps.flatten(0, 1)).unflatten(0, sweeps.shape[:2])[..., -1].cpu()  # (N, S)

@@ -144,13 +144,32 @@ def to_markdown(table: pd.DataFrame, *, title: str = "", footer: str = "") -> st
     return "\n".join(lines) + "\n"
 
 
+def factor_frame(results: list[dict]) -> pd.DataFrame:
+    """Per-factor diagnostics: one row per (explainer, factor), one column per per-factor metric."""
+    rows = [r for r in results if "error" not in r and r.get("factor")]
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    return frame.pivot_table(index=["explainer", "factor"], columns="metric", values="value", sort=False)
+
+
 def render_leaderboard(record: dict) -> tuple[str, str]:
-    """(markdown, csv) for a results record; only stored results are used."""
+    """(markdown, csv) for a results record; only stored results are used.
+
+    The markdown has the summary table (one row per explainer) and, below it,
+    the per-factor diagnostics; the CSV has every column.
+    """
     meta = record["metadata"]
     table = leaderboard_frame(record["results"])
+    summary = table[[c for c in table.columns if "[" not in c]]
     clf = meta.get("classifier", {})
     footer = (f"suite `{meta.get('suite')}` v{meta.get('suite_version')}, profile `{meta.get('profile')}`, "
               f"seed {meta.get('seed')}, device {meta.get('device', {}).get('type')}, "
               f"code {meta.get('code_revision')}; black box: test accuracy {clf.get('test_accuracy', float('nan')):.4f}. "
               "↑ higher is better, ↓ lower is better, no arrow: diagnostic; n/a: capability missing.")
-    return to_markdown(table, title=f"genexbench leaderboard: {meta.get('suite')}", footer=footer), table.to_csv()
+    markdown = to_markdown(summary, title=f"genexbench leaderboard: {meta.get('suite')}", footer=footer)
+    factors = factor_frame(record["results"])
+    if not factors.empty:
+        factors.index = [f"{e} {f}" for e, f in factors.index]
+        markdown += "\n" + to_markdown(factors, title="per latent factor (GCE Fig. 5a-b)")
+    return markdown, table.to_csv()

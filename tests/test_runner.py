@@ -19,6 +19,7 @@ from explainers.base import EXPLAINERS, Capability, Explainer
 class Broken(Explainer):
     """A second explainer defined in one place: registered, fails at fit."""
 
+    name = "broken"
     paper = "test double"
     capabilities = frozenset({Capability.FIT})
 
