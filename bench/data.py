@@ -159,9 +159,10 @@ def _fmnist_arrays(root: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
 
 def _select(images: np.ndarray, labels: np.ndarray, classes: Sequence[int], scale: float) -> Split:
     keep = np.isin(labels, classes)
-    remap = {c: i for i, c in enumerate(classes)}
+    relabel = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    relabel[list(classes)] = np.arange(len(classes))  # original class id -> 0..M-1, in the suite's order
     x = torch.from_numpy(images[keep].astype(np.float32) / scale).unsqueeze(1)  # (N, 1, 28, 28)
-    y = torch.tensor([remap[int(c)] for c in labels[keep]], dtype=torch.int64)
+    y = torch.from_numpy(relabel[labels[keep]])
     return Split(x.contiguous(), y)
 
 

@@ -26,6 +26,10 @@ from torch import nn
 from bench.errors import BenchError, unknown_name
 
 
+class MissingCapability(TypeError):
+    """Raised when an explainer is asked for something its capabilities do not include."""
+
+
 class Capability(str, Enum):
     FIT = "fit"
     SWEEP = "sweep"
@@ -92,23 +96,23 @@ class Explainer(abc.ABC):
     # -- sweep ------------------------------------------------------------------------------
     def sweep(self, x: torch.Tensor, target: torch.Tensor, n_steps: int) -> torch.Tensor:
         """Images ``(N, n_steps, C, H, W)`` from (a reconstruction of) ``x`` toward class ``target`` ``(N,)``."""
-        raise NotImplementedError(f"{self.name} has no sweep capability")  # abstract: only for capability holders
+        raise MissingCapability(f"{self.name} has no sweep capability")
 
     # -- saliency ---------------------------------------------------------------------------
     def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Relevance maps ``(N, C, H, W)``, larger = more relevant, for class ``target`` ``(N,)``."""
-        raise NotImplementedError(f"{self.name} has no saliency capability")  # abstract: only for capability holders
+        raise MissingCapability(f"{self.name} has no saliency capability")
 
     # -- latent -----------------------------------------------------------------------------
     latent_split: LatentSplit | None = None
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior means ``(N, n_latent)`` (not samples: explanations must not be noisy)."""
-        raise NotImplementedError(f"{self.name} has no latent capability")  # abstract: only for capability holders
+        raise MissingCapability(f"{self.name} has no latent capability")
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` from latents ``(N, n_latent)``."""
-        raise NotImplementedError(f"{self.name} has no latent capability")  # abstract: only for capability holders
+        raise MissingCapability(f"{self.name} has no latent capability")
 
 
 class Registry:

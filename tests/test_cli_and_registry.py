@@ -10,7 +10,7 @@ import torch
 
 from bench.cli import main
 from bench.errors import BenchError
-from explainers.base import EXPLAINERS, Explainer, Registry
+from explainers.base import EXPLAINERS, Capability, Explainer, MissingCapability, Registry
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -68,3 +68,14 @@ def test_registry_rejects_duplicates_and_wrong_base():
 def test_explainer_rejects_unknown_settings(black_box):
     with pytest.raises(BenchError, match="unknown setting"):
         EXPLAINERS.get("gce")(black_box, {"stpes": 10})
+
+
+def test_missing_capability_is_a_clear_error(black_box):
+    class SaliencyOnly(Explainer):
+        name = "saliency-only"
+        capabilities = frozenset({Capability.SALIENCY})
+
+    explainer = SaliencyOnly(black_box)
+    assert not explainer.supports("latent") and explainer.supports(Capability.SALIENCY)
+    with pytest.raises(MissingCapability, match="saliency-only has no latent capability"):
+        explainer.encode(torch.zeros(1, 1, 28, 28))
