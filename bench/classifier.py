@@ -17,7 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from bench.data import Split
-from bench.store import load_checkpoint, save_checkpoint, stable_hash, cache_root
+from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
 
 
 class Table1Classifier(nn.Module):
@@ -144,7 +144,8 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
     Returns the black box and a record (cache key, accuracies, fit time,
     whether it came from the cache).
     """
-    key = stable_hash({"model": "gce-table1", "suite": suite_key, "config": config.__dict__, "seed": seed})
+    key = stable_hash({"model": "gce-table1", "suite": suite_key, "config": config.__dict__, "seed": seed,
+                       "source": source_hash(__name__)})
     path = cache_root() / "models" / f"classifier-{key}.pt"
     payload = load_checkpoint(path, expect_key=key)
     network = Table1Classifier(n_classes)

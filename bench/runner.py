@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,7 +17,8 @@ from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.results import code_revision, device_info, make_record, render_leaderboard, versions, write_record
 from bench.scoring import row, score_explainer
-from bench.store import atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint, stable_hash
+from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint,
+                         source_hash, stable_hash)
 from bench.suites import get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer
 
@@ -52,16 +51,6 @@ def _log(message: str) -> None:
     print(f"{datetime.now().strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-def _source_hash(cls: type) -> str:
-    """Hash of the explainer's module source (and what it declares it depends on): a code
-    change invalidates its cached fit."""
-    modules = [sys.modules[cls.__module__], *[sys.modules[m] for m in getattr(cls, "fit_depends", ())]]
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update(inspect.getsource(module).encode())
-    return digest.hexdigest()[:16]
-
-
 def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_images: torch.Tensor,
                      classifier_key: str, suite_key: dict, seed: int, device: torch.device,
                      log: Callable[[str], None]) -> tuple[Explainer, dict]:
@@ -70,7 +59,8 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     if not explainer.supports(Capability.FIT):
         return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
     key = stable_hash({"explainer": cls.name, "settings": explainer.settings, "classifier": classifier_key,
-                       "suite": suite_key, "seed": seed, "source": _source_hash(cls)})
+                       "suite": suite_key, "seed": seed,
+                       "source": source_hash(cls.__module__, *cls.fit_depends)})
     path = cache_root() / "models" / f"{cls.name}-{key}.pt"
     payload = load_checkpoint(path, expect_key=key)
     if payload is not None:

@@ -46,6 +46,18 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def source_hash(*module_names: str) -> str:
+    """Hash of the source of the named (imported) modules: part of a cache key, so a code
+    change that could change a trained model invalidates its cache entry."""
+    import inspect
+    import sys
+
+    digest = hashlib.sha256()
+    for name in module_names:
+        digest.update(inspect.getsource(sys.modules[name]).encode())
+    return digest.hexdigest()[:16]
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

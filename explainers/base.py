@@ -64,8 +64,10 @@ class Explainer(abc.ABC):
     name: ClassVar[str]
     paper: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
-    #: default settings per profile; the suite may override per suite
+    #: default settings; a suite profile overrides them per suite
     defaults: ClassVar[dict[str, Any]] = {}
+    #: modules (besides the explainer's own) whose source determines a fit: part of its cache key
+    fit_depends: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:

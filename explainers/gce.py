@@ -77,6 +77,7 @@ def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: tor
 class GCE(Explainer):
     paper = "O'Shaughnessy et al., Generative causal explanations of black-box classifiers, NeurIPS 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY, Capability.LATENT})
+    fit_depends = ("metrics.information_flow",)  # training runs through the estimator
     defaults: dict[str, Any] = {
         "n_causal": 1,  # K
         "n_noncausal": 7,  # L
