@@ -76,3 +76,11 @@ def test_corrupt_data_cache_is_rebuilt(mnist38, isolated_cache):
     again = load_dataset("mnist", (3, 8))
     assert len(again.train) == len(mnist38.train)
     assert (again.train.images[:10] == mnist38.train.images[:10]).all()
+
+
+@pytest.mark.skipif(not data_mod.FMNIST_DEFAULT_ROOT.exists(), reason="Debian's dataset-fashion-mnist not installed")
+def test_fashion_mnist_gce_e3_splits():
+    # GCE App. E.3: all 60,000 training images; test set split 6,000 validation / 4,000 test
+    ds = load_dataset("fmnist", (0, 3, 4))
+    assert len(ds.train) == 18000 and ds.train.labels.bincount().tolist() == [6000, 6000, 6000]
+    assert len(ds.val) + len(ds.test) == 3000 and ds.n_classes == 3
