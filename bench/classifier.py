@@ -147,7 +147,7 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
     key = stable_hash({"model": "gce-table1", "suite": suite_key, "config": config.__dict__, "seed": seed,
                        "source": source_hash(__name__)})
     path = cache_root() / "models" / f"classifier-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key)
+    payload = load_checkpoint(path, expect_key=key, log=log)
     network = Table1Classifier(n_classes)
     cached = False
     if payload is not None:

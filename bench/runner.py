@@ -62,7 +62,7 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
                        "suite": suite_key, "seed": seed,
                        "source": source_hash(cls.__module__, *cls.fit_depends)})
     path = cache_root() / "models" / f"{cls.name}-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key)
+    payload = load_checkpoint(path, expect_key=key, log=log)
     if payload is not None:
         try:
             explainer.load_state_dict(payload["state"])

@@ -84,20 +84,25 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, *, expect_key: str) -> dict | None:
+def load_checkpoint(path: Path, *, expect_key: str, log=None) -> dict | None:
     """Load a cached checkpoint; ``None`` when it is missing, corrupt or for another key.
 
     A cache entry is rebuilt rather than trusted whenever it fails to load or
-    its recorded key differs from the one asked for.
+    its recorded key differs from the one asked for; ``log`` (if given) is told
+    why an existing entry was not used.
     """
     path = Path(path)
     if not path.exists():
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # any unreadable file is a cache miss, never a crash
+    except Exception as exc:  # any unreadable file is a cache miss, never a crash
+        if log:
+            log(f"[cache] {path.name} is unreadable ({type(exc).__name__}); rebuilding it")
         return None
     if not isinstance(payload, dict) or payload.get("key") != expect_key:
+        if log:
+            log(f"[cache] {path.name} was made for another configuration; rebuilding it")
         return None
     return payload
 

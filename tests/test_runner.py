@@ -77,6 +77,7 @@ def test_corrupt_model_cache_is_rebuilt(tiny_profile, tmp_path, isolated_cache, 
         path.write_bytes(b"garbage")
     messages: list[str] = []
     run(dataclasses.replace(config, out=tmp_path / "b"), log=messages.append)
+    assert sum("is unreadable" in m and "rebuilding" in m for m in messages) == 2  # classifier and GCE
     assert any("training GCE Table 1 classifier" in m for m in messages)
     assert any("[gce] fitting" in m for m in messages)
     assert load_record(tmp_path / "b")["metadata"]["classifier"]["cached"] is False
