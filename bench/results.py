@@ -103,14 +103,15 @@ def _column(metric: str, factor: str | None) -> str:
     return f"{metric}[{factor}]{arrow}" if factor else f"{metric}{arrow}"
 
 
-def leaderboard_frame(results: list[dict]) -> pd.DataFrame:
+def leaderboard_frame(results: list[dict], *, factors: bool = True) -> pd.DataFrame:
     """One row per explainer, one column per metric (with its direction arrow).
 
-    Summary metrics come first, per-factor diagnostics after; a missing value
+    Summary metrics come first, per-factor diagnostics after (left out when
+    ``factors`` is False); a missing value
     (the explainer lacks the capability) stays NaN and renders as ``n/a``.
     An explainer that failed gets an ``error`` column.
     """
-    ok = [r for r in results if "error" not in r]
+    ok = [r for r in results if "error" not in r and (factors or not r.get("factor"))]
     errors = {r["explainer"]: r["error"] for r in results if "error" in r}
     frame = pd.DataFrame([{"explainer": r["explainer"], "column": _column(r["metric"], r.get("factor")),
                            "value": r["value"]} for r in ok], columns=["explainer", "column", "value"])
@@ -160,8 +161,7 @@ def render_leaderboard(record: dict) -> tuple[str, str]:
     the per-factor diagnostics; the CSV has every column.
     """
     meta = record["metadata"]
-    table = leaderboard_frame(record["results"])
-    summary = table[[c for c in table.columns if "[" not in c]]
+    summary = leaderboard_frame(record["results"], factors=False)
     clf = meta.get("classifier", {})
     footer = (f"suite `{meta.get('suite')}` v{meta.get('suite_version')}, profile `{meta.get('profile')}`, "
               f"seed {meta.get('seed')}, device {meta.get('device', {}).get('type')}, "
@@ -172,4 +172,4 @@ def render_leaderboard(record: dict) -> tuple[str, str]:
     if not factors.empty:
         factors.index = [f"{e} {f}" for e, f in factors.index]
         markdown += "\n" + to_markdown(factors, title="per latent factor (GCE Fig. 5a-b)")
-    return markdown, table.to_csv()
+    return markdown, leaderboard_frame(record["results"]).to_csv()

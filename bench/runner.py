@@ -21,6 +21,7 @@ from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, loa
                          source_hash, stable_hash)
 from bench.suites import get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer
+from metrics.information_flow import resolve_device as default_device
 
 
 @dataclass
@@ -37,9 +38,10 @@ class RunConfig:
     command: list[str] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
+def device_from_option(name: str) -> torch.device:
+    """``--device``: auto (CUDA when available, as the metrics default), cpu or cuda."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device(None)
     if name == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda asked for, but no CUDA device is available")
     if name not in ("cpu", "cuda"):
@@ -89,7 +91,7 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     profile = suite.profile(config.profile)
     names = tuple(config.explainers or suite.default_explainers)
     classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
-    device = resolve_device(config.device)
+    device = device_from_option(config.device)
     run_dir = ensure_writable_dir(Path(config.out or f"runs/{suite.name}-{profile.name}-seed{config.seed}"))
     torch.manual_seed(config.seed)
     timings: dict[str, float] = {}

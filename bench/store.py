@@ -8,9 +8,11 @@ leaves a half-written file that a later step would read as complete.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,6 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 def source_hash(*module_names: str) -> str:
     """Hash of the source of the named (imported) modules: part of a cache key, so a code
     change that could change a trained model invalidates its cache entry."""
-    import inspect
-    import sys
-
     digest = hashlib.sha256()
     for name in module_names:
         digest.update(inspect.getsource(sys.modules[name]).encode())
