@@ -116,6 +116,14 @@ class Explainer(abc.ABC):
         """Images ``(N, C, H, W)`` from latents ``(N, n_latent)``."""
         raise MissingCapability(f"{self.name} has no latent capability")
 
+    def sweep_factor(self, x: torch.Tensor, factor: int, values: torch.Tensor) -> torch.Tensor:
+        """Move latent coordinate ``factor`` of each encoded ``x`` through ``values`` ``(S,)``, the
+        others kept: ``(N, S, C, H, W)``, the latent sweeps of GCE Fig. 3/4."""
+        z = self.encode(x)  # (N, D)
+        zs = z.unsqueeze(1).repeat(1, len(values), 1)  # (N, S, D)
+        zs[:, :, factor] = values.to(z)
+        return self.decode(zs.flatten(0, 1)).unflatten(0, zs.shape[:2])
+
 
 class Registry:
     """Name -> class, with "did you mean" on a miss.

@@ -154,16 +154,6 @@ class GCE(Explainer):
         return self.decoder(z.to(self.device))
 
     # -- sweeps -----------------------------------------------------------------------------
-    def sweep_factor(self, x: torch.Tensor, factor: int, values: torch.Tensor) -> torch.Tensor:
-        """Move latent coordinate ``factor`` of each encoded ``x`` through ``values`` (S,).
-
-        Returns ``(N, S, 1, 28, 28)``: the sweeps of GCE Fig. 3/4.
-        """
-        z = self.encode(x)  # (N, D)
-        zs = z.unsqueeze(1).repeat(1, len(values), 1)  # (N, S, D)
-        zs[:, :, factor] = values.to(z)
-        return self.decode(zs.flatten(0, 1)).unflatten(0, zs.shape[:2])
-
     def _alpha_corners(self) -> torch.Tensor:
         """All 2^K corners of the alpha box [-r, r]^K, (2^K, K)."""
         r, k = float(self.settings["sweep_range"]), self.latent_split.n_causal

@@ -1,0 +1,333 @@
+"""Explanation by progressive exaggeration (Singla et al., ICLR 2020).
+
+The explainer I_f(x, delta) = G(E(x), c_f(x, delta)) (Eq. 2): an encoder E, and
+a generator G conditioned (conditional batch norm in every residual block,
+App. A.1) on the bin index of the requested posterior f(x) + delta, the [0, 1]
+range cut into ``n_bins`` = floor(1 / delta) equal bins. It is trained against
+a projection discriminator whose class term is ordinal (Eq. 3-4) with
+
+    lambda_cGAN * hinge adversarial (Eq. 7-8)
+    + lambda_f  * KL(f(x) + delta || f(I_f(x, delta)))     (Sec. 2.2)
+    + lambda_rec * (||x - G(E(x), c_f(x, 0))||_1             (Eq. 5)
+                    + ||x - G(E(x_delta), c_f(x, 0))||_1)     (Eq. 6)
+
+as Eq. 9, with the ablation defaults lambda_cGAN = 1, lambda_f = 1,
+lambda_rec = 100 (App. A.4). ||.||_1 is the mean absolute error, as the
+authors' code.
+
+The paper is binary. Here ``f(x)`` is the probability ``f`` gives the
+*explained class* (the suite's last class by default); in a multi-class suite
+that class is explained against the rest, and a sweep toward any other class
+lowers its probability (recorded as such in the results).
+
+Architecture scaled to 28x28 grey images (the paper's is 128x128, five residual
+blocks each; sized for a CPU): two downsampling blocks in E (embedding
+2*channels x 7 x 7), two upsampling conditional blocks in G, three blocks with
+spectral norm in D.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+from torch.nn.utils import spectral_norm
+
+from explainers.base import Capability, Explainer, MissingCapability, register
+from metrics.sweep import requested_ramp
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose scale and shift are looked up per condition (Miyato & Koyama 2018; App. A.1)."""
+
+    def __init__(self, channels: int, n_conditions: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(n_conditions, channels)
+        self.beta = nn.Embedding(n_conditions, channels)
+        nn.init.ones_(self.gamma.weight)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.gamma(c)[:, :, None, None] * self.bn(x) + self.beta(c)[:, :, None, None]
+
+
+class GeneratorBlock(nn.Module):
+    """CBN-ReLU-(up)-Conv3-CBN-ReLU-Conv3 with a (up)-Conv1 shortcut (App. A.1)."""
+
+    def __init__(self, c_in: int, c_out: int, n_conditions: int, up: bool) -> None:
+        super().__init__()
+        self.up = up
+        self.bn1 = ConditionalBatchNorm2d(c_in, n_conditions)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm2d(c_out, n_conditions)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(x, c))
+        if self.up:
+            h, x = F.interpolate(h, scale_factor=2), F.interpolate(x, scale_factor=2)
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), c)))
+        return h + self.shortcut(x)
+
+
+class EncoderBlock(nn.Module):
+    """BN-ReLU-Conv3-BN-ReLU-Conv3, then 2x2 average pooling, with a Conv1-pool shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm2d(c_in), nn.ReLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+                                  nn.BatchNorm2d(c_out), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.body(x) + self.shortcut(x), 2)
+
+
+class DiscriminatorBlock(nn.Module):
+    """(ReLU)-Conv3-ReLU-Conv3, optional 2x2 average pooling, spectral norm (App. A.1; Miyato & Koyama)."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, first: bool = False) -> None:
+        super().__init__()
+        self.down, self.first = down, first
+        self.conv1 = spectral_norm(nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.conv2 = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.shortcut = spectral_norm(nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x if self.first else F.relu(x))
+        h = self.conv2(F.relu(h))
+        s = self.shortcut(x)
+        if self.down:
+            h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
+        return h + s
+
+
+class Encoder(nn.Module):
+    """x (N, 1, 28, 28) -> embedding (N, 2*ch, 7, 7)."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, ch, 3, padding=1)
+        self.blocks = nn.Sequential(EncoderBlock(ch, 2 * ch), EncoderBlock(2 * ch, 2 * ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x))
+
+
+class Generator(nn.Module):
+    """embedding (N, 2*ch, 7, 7) and bin index c (N,) -> image (N, 1, 28, 28) in [0, 1]."""
+
+    def __init__(self, ch: int, n_bins: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([GeneratorBlock(2 * ch, 2 * ch, n_bins, up=True),
+                                     GeneratorBlock(2 * ch, ch, n_bins, up=True)])
+        self.out_bn = nn.BatchNorm2d(ch)
+        self.out = nn.Conv2d(ch, 1, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            z = block(z, c)
+        return torch.sigmoid(self.out(F.relu(self.out_bn(z))))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x, c) = psi(phi(x)) + r(c | x), with the ordinal class term r(c = k | x) = sum_{i<k} v_i^T phi(x) (Eq. 3-4)."""
+
+    def __init__(self, ch: int, n_bins: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(DiscriminatorBlock(1, ch, down=True, first=True),
+                                    DiscriminatorBlock(ch, 2 * ch, down=True),
+                                    DiscriminatorBlock(2 * ch, 2 * ch, down=False))
+        self.psi = spectral_norm(nn.Linear(2 * ch, 1))
+        self.v = nn.Parameter(torch.randn(n_bins - 1, 2 * ch) * 0.02)  # v_1 .. v_{n_bins - 1}
+
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling, (N, 2*ch)
+
+    def ordinal_weights(self) -> torch.Tensor:
+        """Row k is sum_{i<k} v_i, for k = 0 .. n_bins - 1: ``(n_bins, 2*ch)``."""
+        return torch.cat([torch.zeros_like(self.v[:1]), self.v.cumsum(0)])
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        phi = self.phi(x)
+        return self.psi(phi).squeeze(1) + (self.ordinal_weights()[c] * phi).sum(1)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def bin_index(p: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """c_f: the bin of a probability in [0, 1] cut into ``n_bins`` equal bins (1.0 in the top bin)."""
+    return (p * n_bins).long().clamp_(0, n_bins - 1)
+
+
+def discriminator_hinge_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: E[max(0, 1 - D(x, c_f(x, 0)))] + E[max(0, 1 + D(G(E(x), c_f(x, delta)), c_f(x, delta)))]."""
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def generator_adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: -E[D(G(E(x), c_f(x, delta)), c_f(x, delta))]."""
+    return -d_fake.mean()
+
+
+def bernoulli_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Mean KL(Bern(p) || Bern(q)): the compatibility term D_KL(f(x) + delta || f(x_delta)) of Sec. 2.2."""
+    q = q.clamp(eps, 1 - eps)
+    p_safe = p.clamp(eps, 1 - eps)
+    kl = p * (p_safe.log() - q.log()) + (1 - p) * ((1 - p_safe).log() - (1 - q).log())
+    return kl.mean()
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """||a - b||_1 of Eq. 5-6 as the mean absolute error."""
+    return (a - b).abs().mean()
+
+
+# ----------------------------------------------------------------------------- explainer
+
+
+@register("exaggeration")
+class ProgressiveExaggeration(Explainer):
+    paper = "Singla et al., Explanation by progressive exaggeration, ICLR 2020"
+    capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
+    defaults: dict[str, Any] = {
+        "n_bins": 10,  # floor(1 / delta)
+        "explained_class": -1,  # index into f's classes; -1: the last
+        "channels": 16,
+        "lambda_gan": 1.0,  # Eq. 9, App. A.4 defaults
+        "lambda_f": 1.0,
+        "lambda_rec": 100.0,
+        "steps": 20000,
+        "batch_size": 32,
+        "lr": 2e-4,  # Adam(0, 0.9): the projection-GAN settings
+    }
+
+    def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(classifier, settings, device)
+        s = self.settings
+        self.n_bins = int(s["n_bins"])
+        if self.n_bins < 2:
+            raise ValueError(f"n_bins must be at least 2, got {self.n_bins}")
+        n_classes = getattr(classifier, "n_classes", None)
+        self.explained = int(s["explained_class"]) % n_classes if n_classes else int(s["explained_class"])
+        ch = int(s["channels"])
+        self.encoder = Encoder(ch).to(self.device)
+        self.generator = Generator(ch, self.n_bins).to(self.device)
+        self.discriminator = ProjectionDiscriminator(ch, self.n_bins).to(self.device)
+        for net in (self.encoder, self.generator, self.discriminator):
+            net.eval()
+
+    def _p(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x): the probability of the explained class, (N,)."""
+        return self.classifier(x)[:, self.explained]
+
+    def explain(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """I_f(x, delta) for requested explained-class probabilities ``p = f(x) + delta``, ``(N,)`` or ``(N, S)``.
+
+        Returns ``(N, C, H, W)`` or ``(N, S, C, H, W)``; E(x) is computed once per image.
+        """
+        x, p = x.to(self.device), p.to(self.device)
+        z = self.encoder(x)
+        if p.ndim == 1:
+            return self.generator(z, bin_index(p, self.n_bins))
+        n, s = p.shape
+        zs = z.unsqueeze(1).expand(-1, s, -1, -1, -1).flatten(0, 1)
+        return self.generator(zs, bin_index(p.flatten(), self.n_bins)).unflatten(0, (n, s))
+
+    # -- fit --------------------------------------------------------------------------------
+    def losses(self, x: torch.Tensor, requested: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term of Eq. 9 for one batch; ``requested`` = f(x) + delta, (N,) in [0, 1]."""
+        with torch.no_grad():
+            c0 = bin_index(self._p(x), self.n_bins)
+        ct = bin_index(requested, self.n_bins)
+        z = self.encoder(x)
+        x_delta = self.generator(z, ct)
+        d_fake = self.discriminator(x_delta, ct)
+        return {
+            "x_delta": x_delta,
+            "gan": generator_adversarial_loss(d_fake),
+            "f": bernoulli_kl(requested, self._p(x_delta)),
+            "rec": l1(x, self.generator(z, c0)),
+            "cyc": l1(x, self.generator(self.encoder(x_delta), c0)),
+            "c0": c0, "ct": ct,
+        }
+
+    def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
+            log: Callable[[str], None] = print) -> dict:
+        s = self.settings
+        opt_g = torch.optim.Adam(itertools.chain(self.encoder.parameters(), self.generator.parameters()),
+                                 lr=s["lr"], betas=(0.0, 0.9))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr"], betas=(0.0, 0.9))
+        for net in (self.encoder, self.generator, self.discriminator):
+            net.train()
+        n, steps, bs, history = len(train_images), int(s["steps"]), int(s["batch_size"]), []
+        order, pos = torch.randperm(n, generator=generator), 0
+        start = last = time.perf_counter()
+        for step in range(1, steps + 1):
+            if pos + bs > n:
+                order, pos = torch.randperm(n, generator=generator), 0
+            x = train_images[order[pos:pos + bs]].to(self.device)
+            pos += bs
+            requested = torch.rand(bs, generator=generator).to(self.device)  # f(x) + delta, uniform over [0, 1]
+            terms = self.losses(x, requested)
+            g_loss = (s["lambda_gan"] * terms["gan"] + s["lambda_f"] * terms["f"]
+                      + s["lambda_rec"] * (terms["rec"] + terms["cyc"]))  # Eq. 9, E and G side
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            # Eq. 9, D side (the discriminator maximises: minimise the hinge loss of Eq. 7)
+            d_fake = self.discriminator(terms["x_delta"].detach(), terms["ct"])
+            d_loss = s["lambda_gan"] * discriminator_hinge_loss(self.discriminator(x, terms["c0"]), d_fake)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            history.append((d_loss.item(), terms["gan"].item(), terms["f"].item(), terms["rec"].item(),
+                            terms["cyc"].item()))
+            if step == steps or time.perf_counter() - last > 10:
+                last = time.perf_counter()
+                mean = [sum(h[i] for h in history[-50:]) / len(history[-50:]) for i in range(5)]
+                log(f"[exaggeration] step {step}/{steps}  D {mean[0]:.3f}  G_adv {mean[1]:.3f}  KL {mean[2]:.3f}  "
+                    f"rec {mean[3]:.4f}  cyc {mean[4]:.4f}  ({last - start:.0f}s)")
+        for net in (self.encoder, self.generator, self.discriminator):
+            net.eval()
+        tail = history[-100:]
+        names = ("d_loss", "g_adversarial", "kl_f", "rec", "cyc")
+        return {f"final_{k}": sum(h[i] for h in tail) / len(tail) for i, k in enumerate(names)} | {"steps": steps}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.state_dict(), "generator": self.generator.state_dict(),
+                "discriminator": self.discriminator.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("encoder", "generator", "discriminator"):
+            getattr(self, name).load_state_dict(state[name])
+            getattr(self, name).eval()
+
+    # -- explanations -----------------------------------------------------------------------
+    def sweep(self, x: torch.Tensor, target: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """x_delta for the requested target-class probabilities f(x)_t .. 1 (``requested_ramp``): toward the
+        explained class its probability rises to 1; toward the other class (binary f) it falls to 0."""
+        x, target = x.to(self.device), target.to(self.device)
+        probs = self.classifier(x)
+        if probs.shape[1] > 2 and bool((target != self.explained).any()):
+            raise MissingCapability(f"{self.name} explains class {self.explained} against the rest; with "
+                                    f"{probs.shape[1]} classes it can only sweep toward class {self.explained}")
+        ramp = requested_ramp(probs.gather(1, target.view(-1, 1)).squeeze(1), n_steps)  # (N, S)
+        toward = (target == self.explained).unsqueeze(1)
+        return self.explain(x, torch.where(toward, ramp, 1 - ramp))
+
+    def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """|I_f(x) at the top bin - I_f(x) at the bottom bin| (Sec. 4.3); the same map for every target."""
+        ends = self.explain(x, torch.tensor([[0.0, 1.0]], device=self.device).expand(len(x), -1))
+        return (ends[:, 1] - ends[:, 0]).abs()
