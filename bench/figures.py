@@ -60,3 +60,38 @@ def latent_sweeps(explainer, classifier, images: torch.Tensor, path: Path, n_val
                     ax.set_ylabel(f"x{i} {fname}", fontsize=6)
     fig.suptitle(f"{explainer.name}: latent sweeps {-r:g}..{r:g} (above: f's p(class 1))", fontsize=8)
     return _save(fig, path)
+
+
+def counterfactual_sweeps(name: str, queries: torch.Tensor, sweeps: torch.Tensor, target_probs: torch.Tensor,
+                          query_probs: torch.Tensor, targets: torch.Tensor, path: Path,
+                          class_names: list[str] | None = None) -> Path:
+    """Each row: the query image, then its sweep toward the target class, f(x)[target] above every panel
+    (exaggeration Fig. 2). ``sweeps`` ``(N, S, 1, H, W)``, ``target_probs`` ``(N, S)``, ``query_probs`` ``(N,)``."""
+    n, s = sweeps.shape[:2]
+    fig, axes = plt.subplots(n, s + 1, figsize=((s + 1) * 0.9, n * 1.05), squeeze=False, layout="constrained")
+    for i in range(n):
+        label = class_names[int(targets[i])] if class_names else str(int(targets[i]))
+        panels = [(queries[i, 0], f"x: {query_probs[i]:.2f}")] + [
+            (sweeps[i, j, 0], f"{target_probs[i, j]:.2f}") for j in range(s)]
+        for j, (image, title) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(image.cpu(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=6, pad=1)
+            if j == 0:
+                ax.set_ylabel(f"to {label}", fontsize=6)
+    fig.suptitle(f"{name}: query, then its sweep toward the other class (above: f(x)[target])", fontsize=8)
+    return _save(fig, path)
+
+
+def compatibility(name: str, requested: torch.Tensor, obtained: torch.Tensor, path: Path) -> Path:
+    """Requested f(x)+delta against obtained f(x_delta), every step of every sweep (exaggeration Fig. 3)."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.hist2d(requested.flatten().numpy(), obtained.flatten().numpy(), bins=20, range=[[0, 1], [0, 1]],
+              cmap="Blues", cmin=1)
+    ax.plot([0, 1], [0, 1], color="tab:red", lw=0.8, ls="--")
+    ax.set_xlabel("requested target probability f(x) + δ")
+    ax.set_ylabel("obtained f(x_δ)")
+    ax.set_title(f"{name}: compatibility with f", fontsize=9)
+    return _save(fig, path)

@@ -166,7 +166,8 @@ def render_leaderboard(record: dict) -> tuple[str, str]:
     footer = (f"suite `{meta.get('suite')}` v{meta.get('suite_version')}, profile `{meta.get('profile')}`, "
               f"seed {meta.get('seed')}, device {meta.get('device', {}).get('type')}, "
               f"code {meta.get('code_revision')}; black box: test accuracy {clf.get('test_accuracy', float('nan')):.4f}. "
-              "↑ higher is better, ↓ lower is better, no arrow: diagnostic; n/a: capability missing.")
+              "↑ higher is better, ↓ lower is better, no arrow: diagnostic; n/a: capability missing "
+              "(or undefined, e.g. an FID group no explanation reached: see the row's note in results.json).")
     markdown = to_markdown(summary, title=f"genexbench leaderboard: {meta.get('suite')}", footer=footer)
     factors = factor_frame(record["results"])
     if not factors.empty:

@@ -13,10 +13,11 @@ import torch
 
 from bench import figures
 from bench.classifier import cached_classifier
-from bench.data import load_dataset
+from bench.data import Dataset, load_dataset
+from bench.features import feature_extractor
 from bench.errors import BenchError
 from bench.results import code_revision, device_info, make_record, render_leaderboard, versions, write_record
-from bench.scoring import row, score_explainer
+from bench.scoring import SweepSetup, row, score_explainer
 from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint,
                          source_hash, stable_hash)
 from bench.suites import get_suite
@@ -35,6 +36,8 @@ class RunConfig:
     device: str = "auto"
     out: Path | None = None  # None: runs/<suite>-<profile>-seed<seed>
     data_root: str | None = None
+    fid_features: str = "featurenet"  # or "inception" (pytorch-fid weights on disk)
+    inception_weights: str | None = None
     command: list[str] = field(default_factory=list)
 
 
@@ -84,6 +87,41 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     return explainer, {"cached": False, "fit_seconds": fit_seconds, "cache_key": key, "fit": fit_record}
 
 
+def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, device: torch.device,
+                log: Callable[[str], None]) -> tuple[SweepSetup, dict]:
+    """The queries, real images and FID feature extractor every sweep-capable explainer is scored on."""
+    extractor, record = feature_extractor(config.fid_features, data.name, data_root=config.data_root,
+                                          device=device, log=log, inception_weights=config.inception_weights)
+    from metrics.fid import extract_features
+    real = data.test.images
+    positive = data.n_classes - 1
+    with torch.no_grad():
+        real_positive = torch.cat([classifier(real[i:i + 1024].to(device))[:, positive].cpu()
+                                   for i in range(0, len(real), 1024)])
+    setup = SweepSetup(queries=real[:n_queries], real_images=real, real_features=extract_features(extractor, real),
+                       real_positive=real_positive, extractor=extractor, positive_class=positive)
+    record = {**record, "positive_class": positive, "positive_class_id": data.classes[positive],
+              "n_queries": len(setup.queries), "n_steps": setup.n_steps, "n_real": len(real)}
+    log(f"[features] FID features: {record['name']}" + (f" (val accuracy {record['val_accuracy']:.4f})"
+                                                         if "val_accuracy" in record else ""))
+    return setup, record
+
+
+def _sweep_figures(name: str, arrays: dict, setup: SweepSetup, data: Dataset, classifier, run_dir: Path,
+                   device: torch.device) -> None:
+    index, target, images = arrays["sweep_index"], arrays["sweep_target"], arrays["sweep_images"]
+    # the first three sweeps of each target class
+    rows = torch.cat([(target == c).nonzero().flatten()[:3] for c in range(data.n_classes)])
+    with torch.no_grad():
+        q = setup.queries[index[rows]]
+        query_probs = classifier(q.to(device)).cpu().gather(1, target[rows].view(-1, 1)).squeeze(1)
+    figures.counterfactual_sweeps(name, q, images[rows], arrays["obtained"][rows], query_probs, target[rows],
+                                  run_dir / "figures" / f"{name}_sweeps.png",
+                                  class_names=[str(c) for c in data.classes])
+    figures.compatibility(name, arrays["requested"], arrays["obtained"],
+                          run_dir / "figures" / f"{name}_compatibility.png")
+
+
 def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     """Run a suite; returns the run directory (its ``results.json`` is written last)."""
     started = time.perf_counter()
@@ -111,6 +149,12 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
         + (" [cached]" if clf_record["cached"] else ""))
 
+    setup, features_record = None, None
+    if any(Capability.SWEEP in cls.capabilities for cls in classes.values()):
+        t = time.perf_counter()
+        setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device, log)
+        timings["features_seconds"] = time.perf_counter() - t
+
     results: list[dict] = []
     explainer_meta: dict[str, dict] = {}
     n_alpha, n_beta = profile.info_flow_samples
@@ -123,18 +167,22 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
                 device=device, log=log)
             log(f"[{name}] scoring")
             rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
-                                           seed=config.seed, device=device)
+                                           seed=config.seed, device=device, sweeps=setup)
             rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
             results += rows
             explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
                                     "settings": explainer.settings, **fit}
+            sweeps = arrays.pop("sweeps", None)
+            if sweeps is not None:
+                explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"], "fid_counts": sweeps["fid_counts"]}
+                _sweep_figures(name, sweeps, setup, data, classifier, run_dir, device)
             if arrays:
                 figures.factor_bars(name, arrays, run_dir / "figures" / f"{name}_factors.png")
-            if explainer.supports(Capability.LATENT) and hasattr(explainer, "sweep_factor"):
+            if explainer.supports(Capability.LATENT):
                 first_of_each = torch.stack([data.val.images[(data.val.labels == c).nonzero()[0, 0]]
                                              for c in range(data.n_classes)])
                 figures.latent_sweeps(explainer, classifier, first_of_each.to(device),
-                                      run_dir / "figures" / f"{name}_sweeps.png")
+                                      run_dir / "figures" / f"{name}_latent_sweeps.png")
         except (KeyboardInterrupt, BenchError):
             raise
         except Exception as exc:  # a failed explainer is a row with an error, never a missing row
@@ -154,6 +202,7 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
         "data": {"source": data.source, "checksum": data.checksum, "classes": list(suite.classes),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
         "classifier": {"architecture": "GCE Table 1", **asdict(profile.classifier), **clf_record},
+        "fid_features": features_record,
         "explainer_details": explainer_meta, "timings": {k: round(v, 3) for k, v in timings.items()},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
     }

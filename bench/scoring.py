@@ -7,6 +7,7 @@ Produces long-format rows ``{"explainer", "metric", "factor", "value", "unit",
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -15,13 +16,21 @@ from bench.data import Split
 from explainers.base import Capability, Explainer
 from metrics import METRICS
 from metrics.accuracy_drop import accuracy_drop
+from metrics import sweep as sweep_metrics
+from metrics.fid import extract_features, frechet_distance
 from metrics.information_flow import information_flow, information_flow_per_factor
 
+#: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
+FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
 
-def row(explainer: str, metric: str, value: float, factor: str | None = None) -> dict:
+
+def row(explainer: str, metric: str, value: float | None, factor: str | None = None, note: str | None = None) -> dict:
+    """One long-format result; ``value`` None (with a ``note`` saying why) where the metric is undefined."""
     info = METRICS[metric]
-    return {"explainer": explainer, "metric": metric, "factor": factor, "value": float(value),
-            "unit": info.unit, "higher_is_better": info.higher_is_better}
+    out = {"explainer": explainer, "metric": metric, "factor": factor,
+           "value": None if value is None else float(value), "unit": info.unit,
+           "higher_is_better": info.higher_is_better}
+    return {**out, "note": note} if note else out
 
 
 def _sync(device: torch.device) -> None:
@@ -72,11 +81,109 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
     return rows, arrays
 
 
+@dataclass
+class SweepSetup:
+    """What every sweep-capable explainer is scored on (the same for all of them in a run)."""
+
+    queries: torch.Tensor  # (N, C, H, W) test images to explain
+    real_images: torch.Tensor  # the real test images FID compares with
+    real_features: torch.Tensor  # their features
+    real_positive: torch.Tensor  # f(real)[positive class]
+    extractor: torch.nn.Module
+    positive_class: int
+    n_steps: int = 11
+    batch_size: int = 100
+
+
+def counterfactual_targets(pred: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query index, target) pairs: every class ``f`` does not predict, for every query."""
+    index = torch.arange(len(pred)).repeat_interleave(n_classes)
+    target = torch.arange(n_classes).repeat(len(pred))
+    keep = target != pred[index]
+    return index[keep], target[keep]
+
+
+@torch.no_grad()
+def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device: torch.device
+                 ) -> tuple[list[dict], dict]:
+    """Sweep faithfulness (metrics.sweep) and FID by group (metrics.fid) of an explainer's counterfactual sweeps."""
+    name, s = explainer.name, setup.n_steps
+    queries = setup.queries.to(device)
+    probs0 = classifier(queries)
+    index, target = counterfactual_targets(probs0.argmax(1).cpu(), probs0.shape[1])
+    images, probs = [], []
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(0, len(index), setup.batch_size):
+        idx, tgt = index[i:i + setup.batch_size], target[i:i + setup.batch_size].to(device)
+        sw = explainer.sweep(queries[idx], tgt, s)  # (B, S, C, H, W)
+        images.append(sw.cpu())
+        probs.append(classifier(sw.flatten(0, 1)).unflatten(0, sw.shape[:2]).cpu())  # (B, S, M)
+    _sync(device)
+    seconds = (time.perf_counter() - start) / max(len(index), 1)
+    images, probs = torch.cat(images), torch.cat(probs)
+    target_probs = probs.gather(2, target.view(-1, 1, 1).expand(-1, s, 1)).squeeze(2)  # (N, S)
+    requested = sweep_metrics.requested_ramp(probs0.cpu().gather(1, target.view(-1, 1)).squeeze(1), s)
+    compat = sweep_metrics.compatibility(requested, target_probs)
+    rows = [row(name, "sweep_compatibility_pearson", compat.pearson),
+            row(name, "sweep_compatibility_spearman", compat.spearman),
+            row(name, "sweep_compatibility_mae", compat.mae),
+            row(name, "sweep_validity", sweep_metrics.validity(probs[:, -1], target)),
+            row(name, "sweep_monotonicity", sweep_metrics.monotonicity(target_probs)),
+            row(name, "sweep_proximity", sweep_metrics.proximity(setup.queries[index], images[:, -1])),
+            row(name, "sweep_seconds", seconds)]
+
+    fake = images.flatten(0, 1)
+    fake_positive = probs[..., setup.positive_class].flatten()
+    fake_features = extract_features(setup.extractor, fake)
+    counts = {}
+    for metric, (lo, hi) in FID_GROUPS.items():
+        in_fake = (fake_positive >= lo) & (fake_positive <= hi)
+        in_real = (setup.real_positive >= lo) & (setup.real_positive <= hi)
+        counts[metric] = {"generated": int(in_fake.sum()), "real": int(in_real.sum())}
+        if counts[metric]["generated"] >= 2 and counts[metric]["real"] >= 2:
+            rows.append(row(name, metric, frechet_distance(fake_features[in_fake], setup.real_features[in_real])))
+        else:  # no explanation reached the group: the distance is undefined, not zero
+            rows.append(row(name, metric, None, note=f"{counts[metric]['generated']} generated and "
+                                                     f"{counts[metric]['real']} real images in [{lo}, {hi}]"))
+    arrays = {"requested": requested, "obtained": target_probs, "fid_counts": counts, "n_sweeps": len(index),
+              "sweep_images": images, "sweep_index": index, "sweep_target": target}
+    return rows, arrays
+
+
+@torch.no_grad()
+def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor, *, n_steps: int = 11,
+                        sweep_range: float = 3.0, device: torch.device) -> list[dict]:
+    """Change of ``f`` along a sweep of each latent factor over [-r, r] (GCE Fig. 3/4), per factor and
+    for the noncausal factors together (should be ~0)."""
+    split, name = explainer.latent_split, explainer.name
+    queries = queries.to(device)
+    reference = classifier(explainer.decode(explainer.encode(queries)))
+    values = torch.linspace(-sweep_range, sweep_range, n_steps)
+    changes = []
+    for d in range(split.n_latent):
+        sw = explainer.sweep_factor(queries, d, values)
+        probs = classifier(sw.flatten(0, 1)).unflatten(0, sw.shape[:2])
+        changes.append(sweep_metrics.noncausal_change(probs, reference))
+    names = split.names()
+    rows = [row(name, "sweep_change_factor", v, names[d]) for d, v in enumerate(changes)]
+    if split.n_noncausal:
+        rows.append(row(name, "sweep_noncausal_change", sum(changes[split.n_causal:]) / split.n_noncausal))
+    return rows
+
+
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,
-                    device: torch.device) -> tuple[list[dict], dict]:
+                    device: torch.device, sweeps: SweepSetup | None = None) -> tuple[list[dict], dict]:
+    """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need."""
     rows, arrays = [], {}
     if explainer.supports(Capability.LATENT):
         r, arrays = score_latent(explainer, classifier, val, n_alpha=n_alpha, n_beta=n_beta, seed=seed,
                                  device=device)
+        rows += r
+        if sweeps is not None:
+            rows += score_latent_sweeps(explainer, classifier, sweeps.queries[:200], n_steps=sweeps.n_steps,
+                                        sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device)
+    if explainer.supports(Capability.SWEEP) and sweeps is not None:
+        r, arrays["sweeps"] = score_sweeps(explainer, classifier, sweeps, device=device)
         rows += r
     return rows, arrays

@@ -20,6 +20,7 @@ class Profile:
     classifier: ClassifierConfig
     explainers: dict[str, dict[str, Any]]  # explainer name -> settings overriding its defaults
     info_flow_samples: tuple[int, int]  # (N_alpha, N_beta) for scoring
+    sweep_queries: int = 500  # test images whose counterfactual sweeps are scored (sweep metrics, FID)
     note: str = ""
 
 
@@ -49,23 +50,29 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
     Suite(
         name="mnist", dataset="mnist", classes=(3, 8), version="1",
         description="MNIST 3 vs 8, GCE Table 1 classifier, GCE K=1 L=7 lambda=0.05 (GCE App. E.1)",
-        default_explainers=("gce",),
+        default_explainers=("gce", "exaggeration"),
         profiles={
             "quick": Profile(
                 name="quick",
                 classifier=ClassifierConfig(epochs=3),
-                explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16}},
+                explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16},
+                            "exaggeration": {"steps": 4000, "lambda_f": 10.0, "channels": 16}},
                 info_flow_samples=(100, 25),
                 note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
-                     "(paper: 8000 steps, N_alpha=25, N_beta=100)",
+                     "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
+                     "lambda_f=10 (paper: lambda_f=1, which at this length leaves f's response lagging the "
+                     "request), 16 base channels",
             ),
             "paper": Profile(
                 name="paper",
                 classifier=ClassifierConfig(epochs=20),
                 explainers={"gce": {**_GCE_MNIST, "steps": 8000, "n_alpha": 25, "n_beta": 100,
-                                    "batch_size": 64, "lr": 5e-4}},
+                                    "batch_size": 64, "lr": 5e-4},
+                            "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0,
+                                             "lambda_rec": 100.0, "channels": 32}},
                 info_flow_samples=(100, 25),
-                note="settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code)",
+                note="GCE: settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code); "
+                     "exaggeration: the loss weights of Eq. 9's ablation default (App. A.4), longer training",
             ),
         },
     ),

@@ -180,12 +180,16 @@ def generator_adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
     return -d_fake.mean()
 
 
-def bernoulli_kl(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Mean KL(Bern(p) || Bern(q)): the compatibility term D_KL(f(x) + delta || f(x_delta)) of Sec. 2.2."""
-    q = q.clamp(eps, 1 - eps)
-    p_safe = p.clamp(eps, 1 - eps)
-    kl = p * (p_safe.log() - q.log()) + (1 - p) * ((1 - p_safe).log() - (1 - q).log())
-    return kl.mean()
+def bernoulli_kl(p: torch.Tensor, log_q: torch.Tensor, log_1mq: torch.Tensor) -> torch.Tensor:
+    """Mean KL(Bern(p) || Bern(q)) from log q and log(1 - q): the compatibility term
+    D_KL(f(x) + delta || f(x_delta)) of Sec. 2.2.
+
+    Taking the logs from f's logits (log-softmax) keeps the gradient alive where f
+    is saturated; clamping probabilities would zero it exactly where the generator
+    has the most to learn (a confident f on a digit it must change).
+    """
+    entropy_terms = torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)  # 0 log 0 = 0
+    return (entropy_terms - p * log_q - (1 - p) * log_1mq).mean()
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -232,6 +236,15 @@ class ProgressiveExaggeration(Explainer):
         """f(x): the probability of the explained class, (N,)."""
         return self.classifier(x)[:, self.explained]
 
+    def _log_p(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log f(x), log(1 - f(x))) for the explained class, from logits when the black box exposes them."""
+        if hasattr(self.classifier, "logits"):
+            log_probs = torch.log_softmax(self.classifier.logits(x), dim=1)
+        else:
+            log_probs = self.classifier(x).clamp_min(1e-12).log()
+        others = torch.cat([log_probs[:, :self.explained], log_probs[:, self.explained + 1:]], dim=1)
+        return log_probs[:, self.explained], torch.logsumexp(others, dim=1)
+
     def explain(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """I_f(x, delta) for requested explained-class probabilities ``p = f(x) + delta``, ``(N,)`` or ``(N, S)``.
 
@@ -257,7 +270,7 @@ class ProgressiveExaggeration(Explainer):
         return {
             "x_delta": x_delta,
             "gan": generator_adversarial_loss(d_fake),
-            "f": bernoulli_kl(requested, self._p(x_delta)),
+            "f": bernoulli_kl(requested, *self._log_p(x_delta)),
             "rec": l1(x, self.generator(z, c0)),
             "cyc": l1(x, self.generator(self.encoder(x_delta), c0)),
             "c0": c0, "ct": ct,

@@ -1,6 +1,6 @@
 """Pure scoring functions, and the thin record of what each leaderboard number means.
 
-The functions live in the submodules (``information_flow``, ``accuracy_drop``)
+The functions live in the submodules (``information_flow``, ``accuracy_drop``, ``fid``, ``sweep``)
 and take tensors and callables; they do not need the runner.
 """
 
@@ -37,6 +37,29 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                "accuracy drop of each single latent factor (GCE Fig. 5b)"),
     MetricInfo("reencoded_accuracy", True, "latent", "fraction",
                "accuracy of f on decode(encode(x)) of the validation images"),
+    MetricInfo("fid", False, "sweep", "FID",
+               "Frechet distance, all sweep images vs real test images (exaggeration Table 1 'overall')"),
+    MetricInfo("fid_present", False, "sweep", "FID",
+               "FID of sweep images and real images with f(x)[positive class] in [0.9, 1] (Table 1 'present')"),
+    MetricInfo("fid_absent", False, "sweep", "FID",
+               "FID of sweep images and real images with f(x)[positive class] in [0, 0.1] (Table 1 'absent')"),
+    MetricInfo("sweep_compatibility_pearson", True, "sweep", "correlation",
+               "Pearson correlation of requested vs obtained target probability along counterfactual sweeps (Fig. 3)"),
+    MetricInfo("sweep_compatibility_spearman", True, "sweep", "correlation",
+               "Spearman correlation of requested vs obtained target probability (Fig. 3)"),
+    MetricInfo("sweep_compatibility_mae", False, "sweep", "probability",
+               "mean |requested - obtained| target probability along counterfactual sweeps"),
+    MetricInfo("sweep_validity", True, "sweep", "fraction",
+               "fraction of counterfactual sweeps whose last image f assigns to the target class"),
+    MetricInfo("sweep_monotonicity", True, "sweep", "correlation",
+               "mean Spearman correlation of the target probability with the step index"),
+    MetricInfo("sweep_proximity", False, "sweep", "mean |pixel change|",
+               "mean absolute pixel difference between the query and its counterfactual (the sweep's end)"),
+    MetricInfo("sweep_noncausal_change", False, "latent", "probability",
+               "mean |change of f's predicted-class probability| along sweeps of the noncausal factors: ~0"),
+    MetricInfo("sweep_change_factor", None, "latent", "probability",
+               "mean |change of f's predicted-class probability| along a sweep of each latent factor"),
+    MetricInfo("sweep_seconds", None, "sweep", "s", "time to make one sweep (per query image), on the run's device"),
     MetricInfo("fit_seconds", None, "fit", "s", "time the fit took when it was trained (kept when loaded from the cache)"),
     MetricInfo("information_flow_seconds", None, "latent", "s",
                "time of one information-flow estimate at the suite's (N_alpha, N_beta), on the run's device"),

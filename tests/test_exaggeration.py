@@ -32,15 +32,18 @@ def test_hinge_losses_closed_form():
 
 
 def test_bernoulli_kl_matches_torch_and_pulls_f_toward_the_request():
-    p = torch.tensor([0.1, 0.5, 0.9, 0.3])
-    q = torch.tensor([0.2, 0.5, 0.4, 0.95])
+    p = torch.tensor([0.1, 0.5, 0.9, 0.3, 0.0, 1.0])
+    q = torch.tensor([0.2, 0.5, 0.4, 0.95, 0.3, 0.6])
     expected = kl_divergence(Bernoulli(probs=p), Bernoulli(probs=q)).mean()
-    assert bernoulli_kl(p, q).item() == pytest.approx(expected.item(), rel=1e-5)
-    assert bernoulli_kl(p, p).item() == pytest.approx(0, abs=1e-6)
-    assert bernoulli_kl(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0])).item() == pytest.approx(0, abs=1e-5)
-    q = q.clone().requires_grad_(True)
-    bernoulli_kl(p, q).backward()
-    assert (q.grad.sign() == (q - p).sign()).all()  # descent moves f(x_delta) toward f(x) + delta
+    assert bernoulli_kl(p, q.log(), (1 - q).log()).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert bernoulli_kl(p[:4], p[:4].log(), (1 - p[:4]).log()).item() == pytest.approx(0, abs=1e-6)
+    logits = torch.tensor([[3.0, -2.0], [0.5, 0.1], [-20.0, 20.0]], requires_grad=True)  # the last: saturated
+    log_q = torch.log_softmax(logits, 1)
+    target = torch.tensor([0.2, 0.5, 0.9])
+    bernoulli_kl(target, log_q[:, 1], log_q[:, 0]).backward()
+    q1 = torch.softmax(logits, 1)[:, 1].detach()
+    # descent moves f(x_delta) toward f(x) + delta, even where f is saturated (q = 1 - 4e-18)
+    assert ((-logits.grad[:, 1]).sign() == (target - q1).sign()).all() and logits.grad[2, 1] > 1e-3
 
 
 def test_l1_is_the_mean_absolute_error():

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from bench import features as features_mod
 from bench import runner as runner_mod
 from bench.classifier import ClassifierConfig
 from bench.results import load_record, render_leaderboard
@@ -30,8 +31,10 @@ class Broken(Explainer):
 @pytest.fixture
 def tiny_profile(monkeypatch):
     profile = Profile(name="tiny", classifier=ClassifierConfig(epochs=1),
-                      explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4}},
-                      info_flow_samples=(10, 5), note="test-sized")
+                      explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4},
+                                  "exaggeration": {"steps": 10, "channels": 8}},
+                      info_flow_samples=(10, 5), sweep_queries=40, note="test-sized")
+    monkeypatch.setattr(features_mod, "EPOCHS", 1)  # the FID feature net: one epoch is enough here
     suite = SUITES["mnist"]
     monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(suite, profiles={**suite.profiles, "tiny": profile}))
     monkeypatch.setitem(EXPLAINERS._entries, "broken", Broken)
@@ -40,7 +43,8 @@ def tiny_profile(monkeypatch):
 
 def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
     out = tmp_path / "run"
-    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce", "broken"), seed=3, device="cpu", out=out)
+    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce", "exaggeration", "broken"), seed=3,
+                       device="cpu", out=out)
     run(config, log=lambda m: None)
     text = (out / "results.json").read_text()
     record = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
@@ -52,6 +56,15 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     metrics = {(r["explainer"], r["metric"], r["factor"]) for r in record["results"] if "error" not in r}
     assert ("gce", "information_flow", None) in metrics
     assert ("gce", "accuracy_drop_factor", "beta7") in metrics
+    for name in ("gce", "exaggeration"):  # the sweep metrics and FID, on the same queries for both
+        for metric in ("fid", "fid_present", "fid_absent", "sweep_compatibility_pearson", "sweep_validity",
+                       "sweep_monotonicity", "sweep_proximity"):
+            assert (name, metric, None) in metrics, (name, metric)
+        assert meta["explainer_details"][name]["sweeps"]["n_sweeps"] == 40
+        assert (out / "figures" / f"{name}_sweeps.png").stat().st_size > 1000
+        assert (out / "figures" / f"{name}_compatibility.png").stat().st_size > 1000
+    assert ("gce", "sweep_noncausal_change", None) in metrics and ("exaggeration", "information_flow", None) not in metrics
+    assert meta["fid_features"]["name"] == "featurenet-mnist10" and meta["fid_features"]["val_accuracy"] > 0.9
     assert [r["error"] for r in record["results"] if r["explainer"] == "broken"] == \
         ["RuntimeError: deliberately broken"]
     board = (out / "leaderboard.md").read_text()
@@ -66,7 +79,9 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     again = load_record(out)
     assert again["metadata"]["classifier"]["cached"] is True
     assert again["metadata"]["explainer_details"]["gce"]["cached"] is True
-    values = lambda rec: [r.get("value") for r in rec["results"] if r["metric"] != "information_flow_seconds"]  # noqa: E731
+    assert again["metadata"]["explainer_details"]["exaggeration"]["cached"] is True
+    assert again["metadata"]["fid_features"]["cached"] is True
+    values = lambda rec: [r.get("value") for r in rec["results"] if not (r["metric"] or "").endswith("_seconds")]  # noqa: E731
     assert values(again) == values(record)
 
 

@@ -1,0 +1,94 @@
+"""The feature extractor FID uses: a :class:`metrics.fid.FeatureNet` the suite trains and caches.
+
+It is trained on *every* class of the suite's dataset (all ten MNIST digits for
+the 3-vs-8 suite), with a fixed seed whatever the run's seed, so FID values of
+different runs and seeds share one extractor. Or, when asked for and its
+weights are on disk, pytorch-fid's Inception.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from bench.data import load_dataset
+from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
+from metrics.fid import FeatureNet, InceptionFeatures
+
+FEATURE_SEED = 0  # fixed: the extractor is part of the metric's definition, not of a run
+EPOCHS = 2
+ALL_CLASSES = tuple(range(10))
+
+
+def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int, device: torch.device,
+                      log: Callable[[str], None]) -> FeatureNet:
+    gen = torch.Generator().manual_seed(FEATURE_SEED)
+    torch.manual_seed(FEATURE_SEED)
+    net = FeatureNet(int(labels.max()) + 1).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    n, batch = len(images), 128
+    for epoch in range(epochs):
+        net.train()
+        order, total, start = torch.randperm(n, generator=gen), 0.0, time.perf_counter()
+        for i in range(0, n, batch):
+            idx = order[i:i + batch]
+            loss = F.cross_entropy(net(images[idx].to(device)), labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        log(f"[features] epoch {epoch + 1}/{epochs}  loss {total / n:.4f}  ({time.perf_counter() - start:.1f}s)")
+    return net.eval()
+
+
+def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.device,
+                       log: Callable[[str], None]) -> tuple[FeatureNet, dict]:
+    """The suite dataset's feature network (trained once, cached) and a record naming it."""
+    data = load_dataset(dataset, ALL_CLASSES, data_root=data_root)
+    key = stable_hash({"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": ALL_CLASSES,
+                       "epochs": EPOCHS, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")})
+    path = cache_root() / "models" / f"featurenet-{key}.pt"
+    payload = load_checkpoint(path, expect_key=key, log=log)
+    net = FeatureNet(len(ALL_CLASSES))
+    try:
+        if payload is None:
+            raise KeyError("not cached")
+        net.load_state_dict(payload["state_dict"])
+        net = net.to(device).eval()
+        fit_seconds, cached = payload["fit_seconds"], True
+    except (RuntimeError, KeyError):
+        log(f"[features] training the FID feature network on all {len(ALL_CLASSES)} {dataset} classes "
+            f"({len(data.train)} images, {EPOCHS} epochs)")
+        start = time.perf_counter()
+        net = train_feature_net(data.train.images, data.train.labels, epochs=EPOCHS, device=device, log=log)
+        fit_seconds, cached = time.perf_counter() - start, False
+        save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
+                               "fit_seconds": fit_seconds})
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        val_accuracy = sum((net(data.val.images[i:i + 1024].to(device)).argmax(1).cpu()
+                            == data.val.labels[i:i + 1024]).sum().item()
+                           for i in range(0, len(data.val), 1024)) / len(data.val)
+    record = {"name": f"featurenet-{dataset}{len(ALL_CLASSES)}", "feature_dim": FeatureNet.feature_dim,
+              "description": f"FeatureNet (metrics.fid) trained on all {len(ALL_CLASSES)} {dataset} classes, "
+                             f"{EPOCHS} epochs, seed {FEATURE_SEED}; 128-d penultimate features",
+              "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
+              "val_accuracy": val_accuracy}
+    return net, record
+
+
+def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device: torch.device,
+                      log: Callable[[str], None], inception_weights: str | None = None):
+    """``featurenet`` (default) or ``inception`` (needs pytorch-fid's weights file on disk)."""
+    if kind == "featurenet":
+        return cached_feature_net(dataset, data_root=data_root, device=device, log=log)
+    if kind == "inception":
+        net = InceptionFeatures(inception_weights).to(device)
+        return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,
+                     "description": f"pytorch-fid FID Inception pool3 from {net.weights}", "cached": True}
+    from bench.errors import unknown_name
+    raise unknown_name("feature extractor", kind, ["featurenet", "inception"])
