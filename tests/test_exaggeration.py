@@ -123,3 +123,29 @@ def test_registered_with_sweep_and_saliency_but_no_latent():
     assert {c.value for c in cls.capabilities} == {"fit", "sweep", "saliency"}
     with pytest.raises(MissingCapability):
         cls(BlackBox(Table1Classifier(2), 2), {"channels": 8}).encode(torch.rand(1, 1, 28, 28))
+
+
+@pytest.mark.slow
+def test_a_short_fit_moves_f_along_the_requested_posteriors(mnist38, black_box):
+    """Trained on real MNIST 3/8 against a real black box, the sweeps really change f's output the way
+    they were asked to: up toward the requested class, step by step (a few hundred steps suffice)."""
+    from bench.scoring import counterfactual_targets
+    from metrics import sweep as sm
+
+    explainer = ProgressiveExaggeration(black_box, {"channels": 8, "steps": 250, "lambda_f": 30.0})
+    explainer.fit(mnist38.train.images, generator=torch.Generator().manual_seed(0), log=lambda m: None)
+    queries = mnist38.test.images[:100]
+    with torch.no_grad():
+        probs0 = black_box(queries)
+        index, target = counterfactual_targets(probs0.argmax(1), 2)
+        sweeps = explainer.sweep(queries[index], target, 6)
+        probs = black_box(sweeps.flatten(0, 1)).unflatten(0, sweeps.shape[:2])
+    obtained = probs.gather(2, target.view(-1, 1, 1).expand(-1, 6, 1)).squeeze(2)
+    requested = sm.requested_ramp(probs0.gather(1, target.view(-1, 1)).squeeze(1), 6)
+    assert obtained[:, 0].mean() < 0.2 and obtained[:, -1].mean() > 0.6  # from the query's class to the other
+    assert sm.monotonicity(obtained) > 0.8
+    assert sm.compatibility(requested, obtained).pearson > 0.6
+    # the training state is restored as eval mode, with batch-independent (standing) statistics
+    assert not explainer.generator.training and not explainer.encoder.training
+    single = explainer.explain(queries[:1], torch.tensor([0.7]))
+    assert torch.allclose(single, explainer.explain(queries[:8], torch.full((8,), 0.7))[:1], atol=1e-5)
