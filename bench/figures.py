@@ -52,7 +52,7 @@ def latent_sweeps(explainer, classifier, images: torch.Tensor, path: Path, n_val
         for i in range(n_img):
             for j in range(n_values):
                 ax = axes[i * split.n_latent + d, j]
-                ax.imshow(sweeps[i, j, 0].cpu(), cmap="gray", vmin=0, vmax=1)
+                ax.imshow(sweeps[i, j, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_title(f"{probs[i, j]:.2f}", fontsize=6, pad=1)
@@ -75,7 +75,7 @@ def counterfactual_sweeps(name: str, queries: torch.Tensor, sweeps: torch.Tensor
             (sweeps[i, j, 0], f"{target_probs[i, j]:.2f}") for j in range(s)]
         for j, (image, title) in enumerate(panels):
             ax = axes[i, j]
-            ax.imshow(image.cpu(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(image.cpu().numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(title, fontsize=6, pad=1)

@@ -56,11 +56,11 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                 name="quick",
                 classifier=ClassifierConfig(epochs=3),
                 explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16},
-                            "exaggeration": {"steps": 4000, "lambda_f": 100.0, "channels": 16}},
+                            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16}},
                 info_flow_samples=(100, 25),
                 note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
                      "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
-                     "lambda_f=100 (paper: lambda_f=1, which at this length leaves f's response lagging the "
+                     "lambda_f=50 (paper: lambda_f=1, which at this length leaves f's response lagging the "
                      "request: compatibility 0.68 after 1500 steps), 16 base channels (paper profile: 32)",
             ),
             "paper": Profile(
