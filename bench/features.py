@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import load_dataset
+from bench.errors import unknown_name
 from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
 from metrics.fid import FeatureNet, InceptionFeatures
 
@@ -90,5 +91,4 @@ def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device:
         net = InceptionFeatures(inception_weights).to(device)
         return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,
                      "description": f"pytorch-fid FID Inception pool3 from {net.weights}", "cached": True}
-    from bench.errors import unknown_name
     raise unknown_name("feature extractor", kind, ["featurenet", "inception"])

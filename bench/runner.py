@@ -22,6 +22,7 @@ from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, loa
                          source_hash, stable_hash)
 from bench.suites import get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer
+from metrics.fid import extract_features, inception_weights
 from metrics.information_flow import resolve_device as default_device
 
 
@@ -92,7 +93,6 @@ def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, de
     """The queries, real images and FID feature extractor every sweep-capable explainer is scored on."""
     extractor, record = feature_extractor(config.fid_features, data.name, data_root=config.data_root,
                                           device=device, log=log, inception_weights=config.inception_weights)
-    from metrics.fid import extract_features
     real = data.test.images
     positive = data.n_classes - 1
     with torch.no_grad():
@@ -130,6 +130,8 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     names = tuple(config.explainers or suite.default_explainers)
     classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
     device = device_from_option(config.device)
+    if config.fid_features == "inception":
+        inception_weights(config.inception_weights)  # fail before any training, not after
     run_dir = ensure_writable_dir(Path(config.out or f"runs/{suite.name}-{profile.name}-seed{config.seed}"))
     torch.manual_seed(config.seed)
     timings: dict[str, float] = {}

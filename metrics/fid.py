@@ -87,6 +87,16 @@ def default_inception_weights() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME
 
 
+def inception_weights(weights: str | Path | None = None) -> Path:
+    """The weights file Inception FID would read (``weights`` or the default); a clear error if it is absent."""
+    path = Path(weights) if weights else default_inception_weights()
+    if not path.is_file():
+        raise BenchError(f"Inception FID asked for, but its weights are not at {path} (they cannot be "
+                         f"downloaded here; put {INCEPTION_WEIGHTS_NAME} there or set "
+                         "$GENEXBENCH_INCEPTION_WEIGHTS)")
+    return path
+
+
 @contextmanager
 def _weights_from(path: Path):
     """Make pytorch-fid read its Inception weights from ``path`` instead of downloading them."""
@@ -100,20 +110,22 @@ def _weights_from(path: Path):
 
 
 def fid_inception_architecture() -> nn.Module:
-    """pytorch-fid's FID Inception, randomly initialised (the structure its weights file fits)."""
-    def no_weights(url, *args, **kwargs):
-        return model_holder[0].state_dict()
+    """pytorch-fid's FID Inception, randomly initialised (the structure its weights file fits).
 
+    ``fid_inception_v3`` always loads the released weights last; here that load is
+    given the model's own (random) state instead of a download.
+    """
     from pytorch_fid import inception
-    model_holder: list[nn.Module] = []
-    original = inception._inception_v3
 
-    def capture(*args, **kwargs):
-        model_holder.append(original(*args, **kwargs))
-        return model_holder[0]
+    built: list[nn.Module] = []
+    make = inception._inception_v3
 
-    with mock.patch.object(inception, "_inception_v3", capture), \
-            mock.patch.object(inception, "load_state_dict_from_url", no_weights):
+    def keep(*args, **kwargs):
+        built.append(make(*args, **kwargs))
+        return built[-1]
+
+    with mock.patch.object(inception, "_inception_v3", keep), \
+            mock.patch.object(inception, "load_state_dict_from_url", lambda *a, **k: built[-1].state_dict()):
         return inception.fid_inception_v3()
 
 
@@ -126,11 +138,7 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         from pytorch_fid.inception import InceptionV3
 
-        path = Path(weights) if weights else default_inception_weights()
-        if not path.is_file():
-            raise BenchError(f"Inception FID asked for, but its weights are not at {path} (they cannot be "
-                             f"downloaded here; put {INCEPTION_WEIGHTS_NAME} there or set "
-                             "$GENEXBENCH_INCEPTION_WEIGHTS)")
+        path = inception_weights(weights)
         try:
             with _weights_from(path):
                 self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,

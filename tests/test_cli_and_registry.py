@@ -79,3 +79,12 @@ def test_missing_capability_is_a_clear_error(black_box):
     assert not explainer.supports("latent") and explainer.supports(Capability.SALIENCY)
     with pytest.raises(MissingCapability, match="saliency-only has no latent capability"):
         explainer.encode(torch.zeros(1, 1, 28, 28))
+
+
+def test_inception_fid_without_its_weights_fails_before_any_work(tmp_path, capsys):
+    missing = tmp_path / "nowhere.pth"
+    assert main(["run", "--fid-features", "inception", "--inception-weights", str(missing),
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Inception FID asked for") and str(missing) in err and "\n" not in err
+    assert not (tmp_path / "run").exists()  # checked before the run directory, data or training
