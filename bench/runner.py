@@ -122,6 +122,20 @@ def _sweep_figures(name: str, arrays: dict, setup: SweepSetup, data: Dataset, cl
                           run_dir / "figures" / f"{name}_compatibility.png")
 
 
+def _explainer_figures(explainer: Explainer, arrays: dict, setup: SweepSetup | None, data: Dataset, classifier,
+                       run_dir: Path, device: torch.device) -> None:
+    name = explainer.name
+    if arrays.get("sweeps") is not None:
+        _sweep_figures(name, arrays["sweeps"], setup, data, classifier, run_dir, device)
+    if "factor_names" in arrays:
+        figures.factor_bars(name, arrays, run_dir / "figures" / f"{name}_factors.png")
+    if explainer.supports(Capability.LATENT):
+        first_of_each = torch.stack([data.val.images[(data.val.labels == c).nonzero()[0, 0]]
+                                     for c in range(data.n_classes)])
+        figures.latent_sweeps(explainer, classifier, first_of_each.to(device),
+                              run_dir / "figures" / f"{name}_latent_sweeps.png")
+
+
 def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     """Run a suite; returns the run directory (its ``results.json`` is written last)."""
     started = time.perf_counter()
@@ -174,17 +188,16 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
             results += rows
             explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
                                     "settings": explainer.settings, **fit}
-            sweeps = arrays.pop("sweeps", None)
-            if sweeps is not None:
+            if arrays.get("sweeps") is not None:
+                sweeps = arrays["sweeps"]
                 explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"], "fid_counts": sweeps["fid_counts"]}
-                _sweep_figures(name, sweeps, setup, data, classifier, run_dir, device)
-            if arrays:
-                figures.factor_bars(name, arrays, run_dir / "figures" / f"{name}_factors.png")
-            if explainer.supports(Capability.LATENT):
-                first_of_each = torch.stack([data.val.images[(data.val.labels == c).nonzero()[0, 0]]
-                                             for c in range(data.n_classes)])
-                figures.latent_sweeps(explainer, classifier, first_of_each.to(device),
-                                      run_dir / "figures" / f"{name}_latent_sweeps.png")
+            try:  # a figure that fails loses the figure, not the explainer's scores
+                _explainer_figures(explainer, arrays, setup, data, classifier, run_dir, device)
+            except (KeyboardInterrupt, BenchError):
+                raise
+            except Exception as exc:
+                log(f"[{name}] figure failed: {type(exc).__name__}: {exc}")
+                explainer_meta[name]["figure_error"] = f"{type(exc).__name__}: {exc}"
         except (KeyboardInterrupt, BenchError):
             raise
         except Exception as exc:  # a failed explainer is a row with an error, never a missing row

@@ -85,6 +85,22 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     assert values(again) == values(record)
 
 
+def test_a_failing_figure_keeps_the_explainers_scores(tiny_profile, tmp_path, monkeypatch, mnist38):
+    def broken_figure(*args, **kwargs):
+        raise ValueError("no display")
+
+    monkeypatch.setattr(runner_mod.figures, "compatibility", broken_figure)
+    out = tmp_path / "run"
+    messages: list[str] = []
+    run(RunConfig(suite="mnist", profile="tiny", explainers=("gce",), seed=5, device="cpu", out=out),
+        log=messages.append)
+    record = load_record(out)
+    assert not [r for r in record["results"] if "error" in r]
+    assert any(r["metric"] == "sweep_validity" for r in record["results"])
+    assert record["metadata"]["explainer_details"]["gce"]["figure_error"] == "ValueError: no display"
+    assert any("[gce] figure failed: ValueError: no display" in m for m in messages)
+
+
 def test_corrupt_model_cache_is_rebuilt(tiny_profile, tmp_path, isolated_cache, mnist38):
     config = RunConfig(suite="mnist", profile="tiny", explainers=("gce",), seed=4, device="cpu", out=tmp_path / "a")
     run(config, log=lambda m: None)
