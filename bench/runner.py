@@ -98,7 +98,7 @@ def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, de
     with torch.no_grad():
         real_positive = torch.cat([classifier(real[i:i + 1024].to(device))[:, positive].cpu()
                                    for i in range(0, len(real), 1024)])
-    setup = SweepSetup(queries=real[:n_queries], real_images=real, real_features=extract_features(extractor, real),
+    setup = SweepSetup(queries=real[:n_queries], real_features=extract_features(extractor, real),
                        real_positive=real_positive, extractor=extractor, positive_class=positive)
     record = {**record, "positive_class": positive, "positive_class_id": data.classes[positive],
               "n_queries": len(setup.queries), "n_steps": setup.n_steps, "n_real": len(real)}
@@ -107,15 +107,13 @@ def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, de
     return setup, record
 
 
-def _sweep_figures(name: str, arrays: dict, setup: SweepSetup, data: Dataset, classifier, run_dir: Path,
-                   device: torch.device) -> None:
+def _sweep_figures(name: str, arrays: dict, setup: SweepSetup, data: Dataset, run_dir: Path) -> None:
     index, target, images = arrays["sweep_index"], arrays["sweep_target"], arrays["sweep_images"]
     # the first three sweeps of each target class
     rows = torch.cat([(target == c).nonzero().flatten()[:3] for c in range(data.n_classes)])
-    with torch.no_grad():
-        q = setup.queries[index[rows]]
-        query_probs = classifier(q.to(device)).cpu().gather(1, target[rows].view(-1, 1)).squeeze(1)
-    figures.counterfactual_sweeps(name, q, images[rows], arrays["obtained"][rows], query_probs, target[rows],
+    query_probs = arrays["requested"][rows, 0]  # the requested ramp starts at f(x)[target]
+    figures.counterfactual_sweeps(name, setup.queries[index[rows]], images[rows], arrays["obtained"][rows],
+                                  query_probs, target[rows],
                                   run_dir / "figures" / f"{name}_sweeps.png",
                                   class_names=[str(c) for c in data.classes])
     figures.compatibility(name, arrays["requested"], arrays["obtained"],
@@ -126,7 +124,7 @@ def _explainer_figures(explainer: Explainer, arrays: dict, setup: SweepSetup | N
                        run_dir: Path, device: torch.device) -> None:
     name = explainer.name
     if arrays.get("sweeps") is not None:
-        _sweep_figures(name, arrays["sweeps"], setup, data, classifier, run_dir, device)
+        _sweep_figures(name, arrays["sweeps"], setup, data, run_dir)
     if "factor_names" in arrays:
         figures.factor_bars(name, arrays, run_dir / "figures" / f"{name}_factors.png")
     if explainer.supports(Capability.LATENT):

@@ -86,8 +86,7 @@ class SweepSetup:
     """What every sweep-capable explainer is scored on (the same for all of them in a run)."""
 
     queries: torch.Tensor  # (N, C, H, W) test images to explain
-    real_images: torch.Tensor  # the real test images FID compares with
-    real_features: torch.Tensor  # their features
+    real_features: torch.Tensor  # features of the real test images FID compares with
     real_positive: torch.Tensor  # f(real)[positive class]
     extractor: torch.nn.Module
     positive_class: int

@@ -17,8 +17,8 @@ authors' code.
 
 The paper is binary. Here ``f(x)`` is the probability ``f`` gives the
 *explained class* (the suite's last class by default); in a multi-class suite
-that class is explained against the rest, and a sweep toward any other class
-lowers its probability (recorded as such in the results).
+that class is explained against the rest, so it can sweep only toward it (a
+sweep toward another class raises ``MissingCapability``).
 
 Architecture scaled to 28x28 grey images (the paper's is 128x128, five residual
 blocks each; sized for a CPU): two downsampling blocks in E (embedding
