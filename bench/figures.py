@@ -24,7 +24,7 @@ def factor_bars(name: str, arrays: dict, path: Path) -> Path:
     """Information flow and accuracy drop per latent factor (GCE Fig. 5a-b)."""
     names = arrays["factor_names"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    colors = ["tab:red" if n.startswith("alpha") else "tab:blue" for n in names]
+    colors = ["tab:red" if d < arrays["n_causal"] else "tab:blue" for d in range(len(names))]
     axes[0].bar(names, arrays["information_flow"].numpy(), color=colors)
     axes[0].set_ylabel("information flow I(z_d; Y) [nats]")
     axes[1].bar(names, arrays["accuracy_drop"].numpy(), color=colors)
@@ -94,4 +94,59 @@ def compatibility(name: str, requested: torch.Tensor, obtained: torch.Tensor, pa
     ax.set_xlabel("requested target probability f(x) + δ")
     ax.set_ylabel("obtained f(x_δ)")
     ax.set_title(f"{name}: compatibility with f", fontsize=9)
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def invariant_grid(explainer, classifier, image: torch.Tensor, dims: tuple[int, int], path: Path,
+                   n_side: int = 7, step: float = 0.5, class_names: list[str] | None = None) -> Path:
+    """Invariantly transformed samples (SVAE Fig. 3): ``image`` (1, C, H, W) encoded, two noncausal
+    latents ``dims`` crossed in ``n_side`` fixed steps around its code, so the original's
+    reconstruction sits in the centre (framed); f's predicted class and its probability above each."""
+    z = explainer.encode(image)  # (1, D)
+    offsets = (torch.arange(n_side) - n_side // 2).float() * step
+    zs = z.repeat(n_side * n_side, 1)
+    zs[:, dims[0]] += offsets.repeat_interleave(n_side).to(z)
+    zs[:, dims[1]] += offsets.repeat(n_side).to(z)
+    images = explainer.decode(zs).cpu()
+    probs = classifier(images.to(z.device)).cpu()
+    label0 = int(classifier(image).argmax(1))
+    names = explainer.latent_split.names()
+    fig, axes = plt.subplots(n_side, n_side, figsize=(n_side * 0.85, n_side * 0.95), layout="constrained")
+    for i in range(n_side):
+        for j in range(n_side):
+            k = i * n_side + j
+            ax = axes[i, j]
+            ax.imshow(images[k, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            pred = int(probs[k].argmax())
+            label = class_names[pred] if class_names else str(pred)
+            ax.set_title(f"{label}: {float(probs[k, pred]):.2f}", fontsize=6, pad=1,
+                         color="black" if pred == label0 else "tab:red")
+            if i == j == n_side // 2:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:red")
+                    spine.set_linewidth(2)
+            if j == 0:
+                ax.set_ylabel(f"{offsets[i]:+.1f}", fontsize=6)
+            if i == n_side - 1:
+                ax.set_xlabel(f"{offsets[j]:+.1f}", fontsize=6)
+    fig.suptitle(f"{explainer.name}: {names[dims[0]]} (rows) x {names[dims[1]]} (columns) around the framed "
+                 f"original's code;\nabove: f's class and its probability (red: f's label changed)", fontsize=7)
+    return _save(fig, path)
+
+
+def invariance_curves(curves: dict[str, dict], path: Path) -> Path:
+    """Fraction of test images keeping f's label vs the sigma of the redrawn noncausal latents,
+    one line per latent explainer (SVAE Fig. 2)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for name, curve in curves.items():
+        ax.plot(curve["sigmas"], curve["kept"], marker="o", ms=3, label=name)
+    ax.axvline(1.0, color="gray", lw=0.6, ls=":")
+    ax.set_xlabel("σ of the redrawn noncausal latents")
+    ax.set_ylabel("fraction keeping f's label")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    ax.set_title("invariance test (SVAE Fig. 2), judged by f", fontsize=9)
     return _save(fig, path)

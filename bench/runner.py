@@ -132,6 +132,13 @@ def _explainer_figures(explainer: Explainer, arrays: dict, setup: SweepSetup | N
                                      for c in range(data.n_classes)])
         figures.latent_sweeps(explainer, classifier, first_of_each.to(device),
                               run_dir / "figures" / f"{name}_latent_sweeps.png")
+        split = explainer.latent_split
+        if split.n_noncausal >= 2:  # SVAE Fig. 3: the first two noncausal latents crossed, one image per class
+            for c in range(data.n_classes):
+                figures.invariant_grid(explainer, classifier, first_of_each[c:c + 1].to(device),
+                                       (split.n_causal, split.n_causal + 1),
+                                       run_dir / "figures" / f"{name}_invariances_{data.classes[c]}.png",
+                                       class_names=[str(k) for k in data.classes])
 
 
 def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
@@ -181,11 +188,13 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
                 device=device, log=log)
             log(f"[{name}] scoring")
             rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
-                                           seed=config.seed, device=device, sweeps=setup)
+                                           seed=config.seed, device=device, sweeps=setup, test=data.test)
             rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
             results += rows
             explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
                                     "settings": explainer.settings, **fit}
+            if arrays.get("invariance"):
+                explainer_meta[name]["invariance"] = arrays["invariance"]
             if arrays.get("sweeps") is not None:
                 sweeps = arrays["sweeps"]
                 explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"], "fid_counts": sweeps["fid_counts"]}
@@ -203,6 +212,12 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
             results.append({"explainer": name, "metric": None, "factor": None, "value": None,
                             "error": f"{type(exc).__name__}: {exc}"})
         timings[f"{name}_seconds"] = time.perf_counter() - t
+    curves = {n: m["invariance"] for n, m in explainer_meta.items() if m.get("invariance")}
+    if curves:
+        try:
+            figures.invariance_curves(curves, run_dir / "figures" / "invariance_curves.png")
+        except Exception as exc:  # noqa: BLE001 - a figure never costs the run its scores
+            log(f"[run] invariance figure failed: {type(exc).__name__}: {exc}")
     timings["total_seconds"] = time.perf_counter() - started
 
     metadata = {

@@ -19,6 +19,7 @@ from metrics.accuracy_drop import accuracy_drop
 from metrics import sweep as sweep_metrics
 from metrics.fid import extract_features, frechet_distance
 from metrics.information_flow import information_flow, information_flow_per_factor
+from metrics.invariance import invariance_curve
 
 #: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
@@ -76,8 +77,31 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
     if l > 0:
         rows.append(row(name, "accuracy_drop_noncausal", drop.drop[k:].max()))
     rows += [row(name, "accuracy_drop_factor", v, names[d]) for d, v in enumerate(drop.drop.tolist())]
-    arrays = {"factor_names": names, "information_flow": per_factor.cpu(), "accuracy_drop": drop.drop.cpu(),
+    arrays = {"factor_names": names, "n_causal": k, "information_flow": per_factor.cpu(), "accuracy_drop": drop.drop.cpu(),
               "original_accuracy": drop.original, "reencoded_accuracy": drop.reencoded}
+    return rows, arrays
+
+
+@torch.no_grad()
+def score_invariance(explainer: Explainer, classifier, test: Split, *, seed: int, device: torch.device
+                     ) -> tuple[list[dict], dict]:
+    """The invariance curve of a latent explainer's noncausal factors on the test split (metrics.invariance),
+    and the agreement of its own classification head with ``f`` where it has one (SVAE)."""
+    name, split = explainer.name, explainer.latent_split
+    rows: list[dict] = []
+    images = test.images.to(device)
+    if split.n_noncausal:
+        curve = invariance_curve(explainer.encode, explainer.decode, classifier, images, split.n_causal,
+                                 generator=torch.Generator().manual_seed(seed * 1000 + 5))
+        rows += [row(name, "invariance_area", curve.area), row(name, "invariance_sigma1", curve.at(1.0))]
+        arrays = {"sigmas": curve.sigmas.tolist(), "kept": curve.kept.tolist(), "reencoded": curve.reencoded}
+    else:
+        arrays = {}
+    surrogate = getattr(explainer, "surrogate", None)
+    if surrogate is not None:
+        agree = torch.cat([(surrogate(images[i:i + 1024]).argmax(1) == classifier(images[i:i + 1024]).argmax(1))
+                           for i in range(0, len(images), 1024)])
+        rows.append(row(name, "head_agreement", agree.float().mean()))
     return rows, arrays
 
 
@@ -172,13 +196,17 @@ def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor,
 
 
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,
-                    device: torch.device, sweeps: SweepSetup | None = None) -> tuple[list[dict], dict]:
+                    device: torch.device, sweeps: SweepSetup | None = None, test: Split | None = None
+                    ) -> tuple[list[dict], dict]:
     """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need."""
     rows, arrays = [], {}
     if explainer.supports(Capability.LATENT):
         r, arrays = score_latent(explainer, classifier, val, n_alpha=n_alpha, n_beta=n_beta, seed=seed,
                                  device=device)
         rows += r
+        if test is not None:
+            r, arrays["invariance"] = score_invariance(explainer, classifier, test, seed=seed, device=device)
+            rows += r
         if sweeps is not None:
             rows += score_latent_sweeps(explainer, classifier, sweeps.queries[:200], n_steps=sweeps.n_steps,
                                         sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device)

@@ -45,23 +45,28 @@ class Suite:
 
 
 _GCE_MNIST = {"n_causal": 1, "n_noncausal": 7, "lam": 0.05}
+# |z1| = one per class (SVAE Fig. 7); |z2| = 6 makes 8 latents, as GCE's K + L
+_SVAE_MNIST = {"n_causal": 2, "n_noncausal": 6, "alpha": 6000.0, "beta": 0.9}
 
 SUITES: dict[str, Suite] = {s.name: s for s in [
     Suite(
         name="mnist", dataset="mnist", classes=(3, 8), version="1",
-        description="MNIST 3 vs 8, GCE Table 1 classifier, GCE K=1 L=7 lambda=0.05 (GCE App. E.1)",
-        default_explainers=("gce", "exaggeration"),
+        description="MNIST 3 vs 8, GCE Table 1 classifier, GCE K=1 L=7 lambda=0.05 (GCE App. E.1); "
+                    "SVAE |z1|=2 |z2|=6 alpha=6000 beta=0.9",
+        default_explainers=("gce", "exaggeration", "svae"),
         profiles={
             "quick": Profile(
                 name="quick",
                 classifier=ClassifierConfig(epochs=3),
                 explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16},
-                            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16}},
+                            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16},
+                            "svae": {**_SVAE_MNIST, "steps": 3000}},
                 info_flow_samples=(100, 25),
                 note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
                      "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
                      "lambda_f=50 (paper: lambda_f=1, which at this length leaves f's response lagging the "
-                     "request: compatibility 0.68 after 1500 steps), 16 base channels (paper profile: 32)",
+                     "request: compatibility 0.68 after 1500 steps), 16 base channels (paper profile: 32); "
+                     "SVAE 3000 steps of 64 (about 16 epochs of the 3/8 training split)",
             ),
             "paper": Profile(
                 name="paper",
@@ -69,10 +74,13 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                 explainers={"gce": {**_GCE_MNIST, "steps": 8000, "n_alpha": 25, "n_beta": 100,
                                     "batch_size": 64, "lr": 5e-4},
                             "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0,
-                                             "lambda_rec": 100.0, "channels": 32}},
+                                             "lambda_rec": 100.0, "channels": 32},
+                            "svae": {**_SVAE_MNIST, "steps": 20000}},
                 info_flow_samples=(100, 25),
                 note="GCE: settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code); "
-                     "exaggeration: the loss weights of Eq. 9's ablation default (App. A.4), longer training",
+                     "exaggeration: the loss weights of Eq. 9's ablation default (App. A.4), longer training; "
+                     "SVAE: alpha=6000, beta=0.9 (its Section 3.1 model), 20000 steps (its training length is in "
+                     "a supplement we do not have)",
             ),
         },
     ),

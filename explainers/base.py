@@ -14,16 +14,36 @@ it needs and the leaderboard prints ``n/a`` where an explainer lacks it.
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import pkgutil
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
 from bench.errors import BenchError, unknown_name
+
+
+@contextlib.contextmanager
+def fixed_randomness(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's and NumPy's global generators for the block, then restore them.
+
+    For library code that draws from the global generators (Captum's GradientShap draws its
+    interpolation points from NumPy, its noise from torch): the same call gives the same map,
+    and the caller's random streams are left as they were.
+    """
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(state)
 
 
 class MissingCapability(TypeError):
@@ -39,17 +59,21 @@ class Capability(str, Enum):
 
 @dataclass(frozen=True)
 class LatentSplit:
-    """Latent coordinates ``[0, n_causal)`` are causal (alpha), the rest noncausal (beta)."""
+    """Latent coordinates ``[0, n_causal)`` are causal (GCE's alpha, SVAE's z1), the rest noncausal
+    (beta, z2); the prefixes name them in results and figures."""
 
     n_causal: int
     n_noncausal: int
+    causal_prefix: str = "alpha"
+    noncausal_prefix: str = "beta"
 
     @property
     def n_latent(self) -> int:
         return self.n_causal + self.n_noncausal
 
     def names(self) -> list[str]:
-        return [f"alpha{i + 1}" for i in range(self.n_causal)] + [f"beta{i + 1}" for i in range(self.n_noncausal)]
+        return ([f"{self.causal_prefix}{i + 1}" for i in range(self.n_causal)]
+                + [f"{self.noncausal_prefix}{i + 1}" for i in range(self.n_noncausal)])
 
 
 class Explainer(abc.ABC):

@@ -37,6 +37,13 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                "accuracy drop of each single latent factor (GCE Fig. 5b)"),
     MetricInfo("reencoded_accuracy", True, "latent", "fraction",
                "accuracy of f on decode(encode(x)) of the validation images"),
+    MetricInfo("invariance_area", True, "latent", "fraction",
+               "area under the invariance curve over sigma in [0.1, 5] / 4.9: fraction of test images whose f-label "
+               "survives redrawing the noncausal latents from N(0, sigma^2) (SVAE Section 3.0.1, Fig. 2)"),
+    MetricInfo("invariance_sigma1", True, "latent", "fraction",
+               "the invariance curve at sigma = 1, the prior's scale"),
+    MetricInfo("head_agreement", True, "latent", "fraction",
+               "test images on which an explainer's own classification head agrees with f (SVAE Eq. 7)"),
     MetricInfo("fid", False, "sweep", "FID",
                "Frechet distance, all sweep images vs real test images (exaggeration Table 1 'overall')"),
     MetricInfo("fid_present", False, "sweep", "FID",

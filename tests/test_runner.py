@@ -32,7 +32,8 @@ class Broken(Explainer):
 def tiny_profile(monkeypatch):
     profile = Profile(name="tiny", classifier=ClassifierConfig(epochs=1),
                       explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4},
-                                  "exaggeration": {"steps": 10, "channels": 8}},
+                                  "exaggeration": {"steps": 10, "channels": 8},
+                                  "svae": {"steps": 20, "saliency_samples": 2}},
                       info_flow_samples=(10, 5), sweep_queries=40, note="test-sized")
     monkeypatch.setattr(features_mod, "EPOCHS", 1)  # the FID feature net: one epoch is enough here
     suite = SUITES["mnist"]
@@ -43,7 +44,8 @@ def tiny_profile(monkeypatch):
 
 def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
     out = tmp_path / "run"
-    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce", "exaggeration", "broken"), seed=3,
+    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce", "exaggeration", "svae", "broken"),
+                       seed=3,
                        device="cpu", out=out)
     run(config, log=lambda m: None)
     text = (out / "results.json").read_text()
@@ -56,7 +58,7 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     metrics = {(r["explainer"], r["metric"], r["factor"]) for r in record["results"] if "error" not in r}
     assert ("gce", "information_flow", None) in metrics
     assert ("gce", "accuracy_drop_factor", "beta7") in metrics
-    for name in ("gce", "exaggeration"):  # the sweep metrics and FID, on the same queries for both
+    for name in ("gce", "exaggeration", "svae"):  # the sweep metrics and FID, on the same queries for all
         for metric in ("fid", "fid_present", "fid_absent", "sweep_compatibility_pearson", "sweep_validity",
                        "sweep_monotonicity", "sweep_proximity"):
             assert (name, metric, None) in metrics, (name, metric)
@@ -64,6 +66,15 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
         assert (out / "figures" / f"{name}_sweeps.png").stat().st_size > 1000
         assert (out / "figures" / f"{name}_compatibility.png").stat().st_size > 1000
     assert ("gce", "sweep_noncausal_change", None) in metrics and ("exaggeration", "information_flow", None) not in metrics
+    for name in ("gce", "svae"):  # the invariance curve, for every latent explainer
+        assert {(name, m, None) for m in ("invariance_area", "invariance_sigma1", "information_flow",
+                                          "accuracy_drop_causal")} <= metrics
+        curve = meta["explainer_details"][name]["invariance"]
+        assert curve["sigmas"][0] == 0.1 and curve["sigmas"][-1] == 5.0 and len(curve["kept"]) == len(curve["sigmas"])
+        assert (out / "figures" / f"{name}_invariances_3.png").stat().st_size > 1000
+    assert ("svae", "head_agreement", None) in metrics and ("gce", "head_agreement", None) not in metrics
+    assert ("svae", "accuracy_drop_factor", "z2_6") in metrics
+    assert (out / "figures" / "invariance_curves.png").stat().st_size > 1000
     assert meta["fid_features"]["name"] == "featurenet-mnist10" and meta["fid_features"]["val_accuracy"] > 0.9
     assert [(r["explainer"], r["error"]) for r in record["results"] if "error" in r] == \
         [("broken", "RuntimeError: deliberately broken")]  # and no other explainer failed
@@ -80,6 +91,7 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     assert again["metadata"]["classifier"]["cached"] is True
     assert again["metadata"]["explainer_details"]["gce"]["cached"] is True
     assert again["metadata"]["explainer_details"]["exaggeration"]["cached"] is True
+    assert again["metadata"]["explainer_details"]["svae"]["cached"] is True
     assert again["metadata"]["fid_features"]["cached"] is True
     values = lambda rec: [r.get("value") for r in rec["results"] if not (r["metric"] or "").endswith("_seconds")]  # noqa: E731
     assert values(again) == values(record)
