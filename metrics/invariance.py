@@ -48,7 +48,7 @@ def invariance_curve(encode: Callable[[torch.Tensor], torch.Tensor], decode: Cal
     ``[n_causal:]`` from N(0, sigma^2), for each sigma. All S * N latents go through one batched
     decode-and-classify pass (in chunks of ``chunk_size``); the same standard-normal draw is scaled
     by every sigma, so the curve is smooth in sigma rather than noisy."""
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)  # recorded as given (0.1, not 0.10000000149)
     if len(images) == 0 or sigmas.ndim != 1 or len(sigmas) < 2:
         raise ValueError("need images and at least two sigmas")
     if bool((sigmas[1:] <= sigmas[:-1]).any()) or bool((sigmas <= 0).any()):
@@ -63,5 +63,5 @@ def invariance_curve(encode: Callable[[torch.Tensor], torch.Tensor], decode: Cal
     resampled = z.unsqueeze(0).repeat(len(sigmas), 1, 1)  # (S, N, D)
     resampled[:, :, n_causal:] = sigmas.to(z).view(-1, 1, 1) * noise
     pred = classify_latents(decode, classify, resampled.flatten(0, 1), chunk_size).argmax(-1).view(len(sigmas), n)
-    kept = (pred == labels).float().mean(1).cpu()
+    kept = (pred == labels).double().mean(1).cpu()
     return InvarianceCurve(sigmas=sigmas, kept=kept, reencoded=float(reencoded.float().mean()))

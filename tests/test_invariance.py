@@ -41,7 +41,7 @@ def test_a_classifier_reading_a_noncausal_latent_follows_the_normal_tail():
     z[:, 1] = -10.0
     curve = invariance_curve(identity, identity, threshold_on(1, 1.0), z, n_causal=1,
                              generator=torch.Generator().manual_seed(0))
-    expected = torch.tensor([normal_cdf(1 / s) for s in curve.sigmas.tolist()])
+    expected = torch.tensor([normal_cdf(1 / s) for s in curve.sigmas.tolist()], dtype=torch.float64)
     assert torch.allclose(curve.kept, expected, atol=0.01), (curve.kept, expected)
     assert curve.at(1.0) == pytest.approx(normal_cdf(1.0), abs=0.01)
 
