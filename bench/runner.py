@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,7 +61,12 @@ def _log(message: str) -> None:
 def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_images: torch.Tensor,
                      classifier_key: str, suite_key: dict, seed: int, device: torch.device,
                      log: Callable[[str], None]) -> tuple[Explainer, dict]:
-    """Build ``cls`` and fit it, or load its fit from the cache (keyed by everything that determines it)."""
+    """Build ``cls`` and fit it, or load its fit from the cache (keyed by everything that determines it).
+
+    The initial weights come from ``seed`` alone, not from whatever the process drew before (a cached
+    or a freshly trained classifier), so a fit is the same cold or warm, alone or with other explainers.
+    """
+    torch.manual_seed(seed)
     explainer = cls(classifier, settings, device)
     if not explainer.supports(Capability.FIT):
         return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
@@ -77,6 +83,7 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
                                "fit": payload.get("fit", {})}
         except (RuntimeError, KeyError, TypeError):
             log(f"[{cls.name}] cache entry {path.name} does not match; refitting")
+            torch.manual_seed(seed)
             explainer = cls(classifier, settings, device)
     log(f"[{cls.name}] fitting ({explainer.settings})")
     start = time.perf_counter()
@@ -86,6 +93,12 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
              for k, v in explainer.state_dict().items()}
     save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record})
     return explainer, {"cached": False, "fit_seconds": fit_seconds, "cache_key": key, "fit": fit_record}
+
+
+def explainer_seed(seed: int, name: str) -> int:
+    """The seed of one explainer's fit: from the run's seed and the explainer's name, so running one
+    explainer alone (``--explainers svae``) reproduces its row of the full run."""
+    return seed * 100_003 + zlib.crc32(name.encode()) % 100_000 + 1
 
 
 def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, device: torch.device,
@@ -179,12 +192,12 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     results: list[dict] = []
     explainer_meta: dict[str, dict] = {}
     n_alpha, n_beta = profile.info_flow_samples
-    for index, (name, cls) in enumerate(classes.items()):
+    for name, cls in classes.items():
         t = time.perf_counter()
         try:
             explainer, fit = fitted_explainer(
                 cls, classifier=classifier, settings=profile.explainers.get(name, {}), train_images=data.train.images,
-                classifier_key=clf_record["cache_key"], suite_key=suite_key, seed=config.seed + 1 + index,
+                classifier_key=clf_record["cache_key"], suite_key=suite_key, seed=explainer_seed(config.seed, name),
                 device=device, log=log)
             log(f"[{name}] scoring")
             rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
@@ -223,7 +236,7 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     metadata = {
         "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
         "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
-        "seeds": {"classifier": config.seed, "explainers": {n: config.seed + 1 + i for i, n in enumerate(names)},
+        "seeds": {"classifier": config.seed, "explainers": {n: explainer_seed(config.seed, n) for n in names},
                   "scoring": config.seed},
         "explainers": list(names), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
         "code_revision": code_revision(), "versions": versions(), "device": device_info(device),

@@ -66,7 +66,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                      "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
                      "lambda_f=50 (paper: lambda_f=1, which at this length leaves f's response lagging the "
                      "request: compatibility 0.68 after 1500 steps), 16 base channels (paper profile: 32); "
-                     "SVAE 3000 steps of 64 (about 16 epochs of the 3/8 training split)",
+                     "SVAE 3000 steps of 64 (about 19 epochs of the 9943 training images)",
             ),
             "paper": Profile(
                 name="paper",

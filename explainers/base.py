@@ -46,6 +46,18 @@ def fixed_randomness(seed: int, device: torch.device) -> Iterator[None]:
         np.random.set_state(state)
 
 
+def minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator
+                ) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(step, indices)`` for steps 1..``steps``: ``batch_size`` training indices each, from a fresh
+    permutation every epoch (drawn from ``generator`` when needed; an epoch's incomplete tail is dropped)."""
+    order, pos = torch.randperm(n, generator=generator), 0
+    for step in range(1, steps + 1):
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=generator), 0
+        yield step, order[pos:pos + batch_size]
+        pos += batch_size
+
+
 class MissingCapability(TypeError):
     """Raised when an explainer is asked for something its capabilities do not include."""
 

@@ -37,7 +37,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from explainers.base import Capability, Explainer, MissingCapability, register
+from explainers.base import Capability, Explainer, MissingCapability, minibatches, register
 from metrics.sweep import requested_ramp
 
 
@@ -284,14 +284,10 @@ class ProgressiveExaggeration(Explainer):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr"], betas=(0.0, 0.9))
         for net in (self.encoder, self.generator, self.discriminator):
             net.train()
-        n, steps, bs, history = len(train_images), int(s["steps"]), int(s["batch_size"]), []
-        order, pos = torch.randperm(n, generator=generator), 0
+        steps, bs, history = int(s["steps"]), int(s["batch_size"]), []
         start = last = time.perf_counter()
-        for step in range(1, steps + 1):
-            if pos + bs > n:
-                order, pos = torch.randperm(n, generator=generator), 0
-            x = train_images[order[pos:pos + bs]].to(self.device)
-            pos += bs
+        for step, idx in minibatches(len(train_images), bs, steps, generator):
+            x = train_images[idx].to(self.device)
             requested = torch.rand(bs, generator=generator).to(self.device)  # f(x) + delta, uniform over [0, 1]
             terms = self.losses(x, requested)
             g_loss = (s["lambda_gan"] * terms["gan"] + s["lambda_f"] * terms["f"]

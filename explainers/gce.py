@@ -24,7 +24,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from explainers.base import Capability, Explainer, LatentSplit, register
+from explainers.base import Capability, Explainer, LatentSplit, minibatches, register
 from metrics.information_flow import information_flow
 
 
@@ -108,14 +108,10 @@ class GCE(Explainer):
         opt = torch.optim.Adam(params, lr=s["lr"])
         self.encoder.train()
         self.decoder.train()
-        n, steps, history = len(train_images), int(s["steps"]), []
-        order, pos = torch.randperm(n, generator=generator), 0
+        steps, history = int(s["steps"]), []
         start = last = time.perf_counter()
-        for step in range(1, steps + 1):
-            if pos + s["batch_size"] > n:
-                order, pos = torch.randperm(n, generator=generator), 0
-            x = train_images[order[pos:pos + s["batch_size"]]].to(self.device)
-            pos += s["batch_size"]
+        for step, idx in minibatches(len(train_images), s["batch_size"], steps, generator):
+            x = train_images[idx].to(self.device)
             mu, logvar = self.encoder(x)
             z = mu + torch.randn(mu.shape, generator=generator).to(self.device) * (0.5 * logvar).exp()
             elbo_loss = vae_loss(x, self.decoder(z), mu, logvar)

@@ -31,7 +31,7 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import Capability, Explainer, LatentSplit, fixed_randomness, register
+from explainers.base import Capability, Explainer, LatentSplit, fixed_randomness, minibatches, register
 from explainers.gce import Decoder
 
 
@@ -136,14 +136,9 @@ class SupervisedVAE(Explainer):
         opt = torch.optim.Adam(params, lr=s["lr"])
         for m in self._modules():
             m.train()
-        n, steps, bs, history = len(train_images), int(s["steps"]), int(s["batch_size"]), []
-        order, pos = torch.randperm(n, generator=generator), 0
+        n, steps, history = len(train_images), int(s["steps"]), []
         start = last = time.perf_counter()
-        for step in range(1, steps + 1):
-            if pos + bs > n:
-                order, pos = torch.randperm(n, generator=generator), 0
-            idx = order[pos:pos + bs]
-            pos += bs
+        for step, idx in minibatches(n, int(s["batch_size"]), steps, generator):
             loss, terms = svae_loss(train_images[idx].to(self.device), labels[idx].to(self.device), self.encoders,
                                     self.decoder, self.head, self.latent_split.n_causal, alpha=s["alpha"],
                                     beta=s["beta"], generator=generator)

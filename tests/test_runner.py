@@ -139,3 +139,22 @@ def test_interrupted_run_leaves_no_results_file(tiny_profile, tmp_path, monkeypa
     assert not (out / "results.json").exists() and not (out / "leaderboard.md").exists()
     assert not list(out.glob("*.tmp"))
     torch.manual_seed(0)
+
+
+def test_a_fit_depends_on_its_seed_alone(tmp_path, monkeypatch, mnist38, black_box):
+    """Not on what the process drew before (a freshly trained vs a cached classifier), nor on which
+    other explainers run: the same seed gives the same fitted weights."""
+    states = []
+    for i, noise in enumerate((123, 456)):
+        monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / f"cache{i}"))  # no cache hit: really fit
+        torch.manual_seed(noise)
+        torch.rand(1000)
+        explainer, fit = runner_mod.fitted_explainer(
+            EXPLAINERS.get("gce"), classifier=black_box, settings={"steps": 3, "n_alpha": 2, "n_beta": 2},
+            train_images=mnist38.train.images[:500], classifier_key="k", suite_key={"s": 1},
+            seed=runner_mod.explainer_seed(0, "gce"), device=torch.device("cpu"), log=lambda m: None)
+        assert fit["cached"] is False
+        states.append(explainer.state_dict())
+    for part in ("encoder", "decoder"):
+        assert all(torch.equal(states[0][part][k], states[1][part][k]) for k in states[0][part])
+    assert runner_mod.explainer_seed(0, "gce") != runner_mod.explainer_seed(0, "svae") != runner_mod.explainer_seed(1, "svae")
