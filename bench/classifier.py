@@ -24,23 +24,29 @@ class Table1Classifier(nn.Module):
     """GCE Table 1 (App. E.1): two 3x3 convs (32, 64), max-pool, dropout, FC 128, FC M.
 
     ``forward`` returns logits ``(N, M)``; the softmax of the table is applied
-    by :class:`BlackBox`.
+    by :class:`BlackBox`. Every nonlinearity is its own module, as Captum's
+    DeepLift rules need (they replace the gradient of ``nn.ReLU`` /
+    ``nn.MaxPool2d`` modules, not of ``F.relu`` calls).
     """
 
     def __init__(self, n_classes: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 3)  # (N, 32, 26, 26)
+        self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(32, 64, 3)  # (N, 64, 24, 24)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)  # (N, 64, 12, 12)
         self.drop1 = nn.Dropout(0.5)
         self.fc1 = nn.Linear(64 * 12 * 12, 128)
+        self.relu3 = nn.ReLU()
         self.drop2 = nn.Dropout(0.5)
         self.fc2 = nn.Linear(128, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 64, 12, 12)
+        x = self.relu1(self.conv1(x))
+        x = self.pool(self.relu2(self.conv2(x)))
         x = self.drop1(x).flatten(1)
-        x = self.drop2(F.relu(self.fc1(x)))
+        x = self.drop2(self.relu3(self.fc1(x)))
         return self.fc2(x)
 
 

@@ -150,3 +150,46 @@ def invariance_curves(curves: dict[str, dict], path: Path) -> Path:
     ax.legend(fontsize=7)
     ax.set_title("invariance test (SVAE Fig. 2), judged by f", fontsize=9)
     return _save(fig, path)
+
+
+def saliency_maps(images: torch.Tensor, maps: dict[str, torch.Tensor], labels: list[str], path: Path) -> Path:
+    """Each row a test image, then every method's map of f's predicted class side by side; each map
+    on a symmetric colour scale (red: for the class, blue: against), as GANMEX Fig. 2-4."""
+    n, names = len(images), list(maps)
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=((len(names) + 1) * 1.0, n * 1.1), squeeze=False,
+                             layout="constrained")
+    for i in range(n):
+        axes[i, 0].imshow(images[i, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].set_ylabel(f"f: {labels[i]}", fontsize=6)
+        for j, name in enumerate(names):
+            m = maps[name][i].sum(0).cpu()
+            scale = float(m.abs().max()) or 1.0
+            axes[i, j + 1].imshow(m.numpy(), cmap="bwr", vmin=-scale, vmax=scale)
+            if i == 0:
+                axes[i, j + 1].set_title(name.replace("_", "\n"), fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("image", fontsize=6)
+    fig.suptitle("saliency maps of f's predicted class", fontsize=8)
+    return _save(fig, path)
+
+
+def removal_curves(arrays: dict[str, dict], path: Path) -> Path:
+    """f's accuracy as pixels are replaced by noise, most relevant first (solid) and least relevant first
+    (dashed), one colour per method; the random map in black (exaggeration Fig. 4c)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    others = [n for n in arrays if n != "random"]
+    for k, name in enumerate(others + (["random"] if "random" in arrays else [])):
+        a = arrays[name]
+        color = "black" if name == "random" else colors[k % len(colors)]
+        axes[0].plot(a["fractions"], a["morf_accuracy"], color=color, label=name, lw=2 if name == "random" else 1)
+        axes[1].plot(a["fractions"], a["lerf_accuracy"], color=color, ls="--", lw=2 if name == "random" else 1)
+    axes[0].set_title("most relevant removed first (lower is better)", fontsize=8)
+    axes[1].set_title("least relevant removed first (higher is better)", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("fraction of pixels replaced by uniform noise")
+    axes[0].set_ylabel("f's accuracy (vs its own labels)")
+    axes[0].legend(fontsize=6, ncol=2)
+    return _save(fig, path)

@@ -18,7 +18,7 @@ from bench.data import Dataset, load_dataset
 from bench.features import feature_extractor
 from bench.errors import BenchError
 from bench.results import code_revision, device_info, make_record, render_leaderboard, versions, write_record
-from bench.scoring import SweepSetup, row, score_explainer
+from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint,
                          source_hash, stable_hash)
 from bench.suites import get_suite
@@ -70,10 +70,10 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     explainer = cls(classifier, settings, device)
     if not explainer.supports(Capability.FIT):
         return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
-    key = stable_hash({"explainer": cls.name, "settings": explainer.settings, "classifier": classifier_key,
-                       "suite": suite_key, "seed": seed,
+    key = stable_hash({"explainer": cls.fit_identity(), "settings": explainer.fit_settings(),
+                       "classifier": classifier_key, "suite": suite_key, "seed": seed,
                        "source": source_hash(cls.__module__, *cls.fit_depends)})
-    path = cache_root() / "models" / f"{cls.name}-{key}.pt"
+    path = cache_root() / "models" / f"{cls.fit_identity()}-{key}.pt"
     payload = load_checkpoint(path, expect_key=key, log=log)
     if payload is not None:
         try:
@@ -154,6 +154,19 @@ def _explainer_figures(explainer: Explainer, arrays: dict, setup: SweepSetup | N
                                        class_names=[str(k) for k in data.classes])
 
 
+def _run_figures(explainer_meta: dict, saliency_arrays: dict, saliency: SaliencySetup | None, data: Dataset,
+                 run_dir: Path) -> None:
+    curves = {n: m["invariance"] for n, m in explainer_meta.items() if m.get("invariance")}
+    if curves:
+        figures.invariance_curves(curves, run_dir / "figures" / "invariance_curves.png")
+    if saliency_arrays:
+        n = min(4, len(saliency.images))
+        figures.saliency_maps(saliency.images[:n], {k: v["maps"][:n] for k, v in saliency_arrays.items()},
+                              [str(data.classes[int(c)]) for c in saliency.labels[:n]],
+                              run_dir / "figures" / "saliency_maps.png")
+        figures.removal_curves(saliency_arrays, run_dir / "figures" / "removal_curves.png")
+
+
 def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     """Run a suite; returns the run directory (its ``results.json`` is written last)."""
     started = time.perf_counter()
@@ -189,25 +202,37 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
         setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device, log)
         timings["features_seconds"] = time.perf_counter() - t
 
+    saliency = None
+    if any(Capability.SALIENCY in cls.capabilities for cls in classes.values()):
+        images = data.test.images[:profile.saliency_queries]
+        saliency = SaliencySetup(images=images, labels=classifier.predict(images),
+                                 n_randomisation=profile.randomisation_queries)
+
     results: list[dict] = []
     explainer_meta: dict[str, dict] = {}
+    saliency_arrays: dict[str, dict] = {}
     n_alpha, n_beta = profile.info_flow_samples
     for name, cls in classes.items():
         t = time.perf_counter()
         try:
             explainer, fit = fitted_explainer(
                 cls, classifier=classifier, settings=profile.explainers.get(name, {}), train_images=data.train.images,
-                classifier_key=clf_record["cache_key"], suite_key=suite_key, seed=explainer_seed(config.seed, name),
+                classifier_key=clf_record["cache_key"], suite_key=suite_key,
+                seed=explainer_seed(config.seed, cls.fit_identity()),
                 device=device, log=log)
             log(f"[{name}] scoring")
             rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
-                                           seed=config.seed, device=device, sweeps=setup, test=data.test)
+                                           seed=config.seed, device=device, sweeps=setup, test=data.test,
+                                           saliency=saliency)
             rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
             results += rows
             explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
                                     "settings": explainer.settings, **fit}
             if arrays.get("invariance"):
                 explainer_meta[name]["invariance"] = arrays["invariance"]
+            if arrays.get("saliency"):
+                saliency_arrays[name] = arrays["saliency"]
+                explainer_meta[name]["saliency"] = {k: v for k, v in arrays["saliency"].items() if k != "maps"}
             if arrays.get("sweeps") is not None:
                 sweeps = arrays["sweeps"]
                 explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"], "fid_counts": sweeps["fid_counts"]}
@@ -225,18 +250,19 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
             results.append({"explainer": name, "metric": None, "factor": None, "value": None,
                             "error": f"{type(exc).__name__}: {exc}"})
         timings[f"{name}_seconds"] = time.perf_counter() - t
-    curves = {n: m["invariance"] for n, m in explainer_meta.items() if m.get("invariance")}
-    if curves:
-        try:
-            figures.invariance_curves(curves, run_dir / "figures" / "invariance_curves.png")
-        except Exception as exc:  # noqa: BLE001 - a figure never costs the run its scores
-            log(f"[run] invariance figure failed: {type(exc).__name__}: {exc}")
+    try:  # figures across explainers; a figure never costs the run its scores
+        _run_figures(explainer_meta, saliency_arrays, saliency, data, run_dir)
+    except (KeyboardInterrupt, BenchError):
+        raise
+    except Exception as exc:
+        log(f"[run] figure failed: {type(exc).__name__}: {exc}")
     timings["total_seconds"] = time.perf_counter() - started
 
     metadata = {
         "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
         "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
-        "seeds": {"classifier": config.seed, "explainers": {n: explainer_seed(config.seed, n) for n in names},
+        "seeds": {"classifier": config.seed,
+                  "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in classes.items()},
                   "scoring": config.seed},
         "explainers": list(names), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
         "code_revision": code_revision(), "versions": versions(), "device": device_info(device),

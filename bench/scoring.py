@@ -6,9 +6,10 @@ Produces long-format rows ``{"explainer", "metric", "factor", "value", "unit",
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -20,6 +21,7 @@ from metrics import sweep as sweep_metrics
 from metrics.fid import extract_features, frechet_distance
 from metrics.information_flow import information_flow, information_flow_per_factor
 from metrics.invariance import invariance_curve
+from metrics.saliency import cascading_randomisation, gini, removal_curves
 
 #: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
@@ -195,9 +197,67 @@ def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor,
     return rows
 
 
+@dataclass
+class SaliencySetup:
+    """What every saliency-capable explainer is scored on (the same for all of them in a run)."""
+
+    images: torch.Tensor  # (N, C, H, W) test images whose maps are scored
+    labels: torch.Tensor  # (N,) f's predicted classes: what each map explains
+    n_randomisation: int = 20  # images of the cascading-randomisation check
+
+
+@contextlib.contextmanager
+def explaining(explainer: Explainer, classifier) -> Iterator[None]:
+    """Point ``explainer`` at another classifier for the block (the randomisation check)."""
+    original = explainer.classifier
+    explainer.classifier = classifier
+    try:
+        yield
+    finally:
+        explainer.classifier = original
+
+
+def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, seed: int, device: torch.device
+                   ) -> tuple[list[dict], dict]:
+    """Removal curves and their areas, Gini sparsity (metrics.saliency) and the cascading-randomisation
+    check of an explainer's saliency maps of ``f``'s predicted class."""
+    name = explainer.name
+    images, labels = setup.images.to(device), setup.labels.to(device)
+    _sync(device)
+    start = time.perf_counter()
+    maps = explainer.saliency(images, labels).detach()
+    _sync(device)
+    seconds = (time.perf_counter() - start) / len(images)
+    curves = removal_curves(classifier, images, maps, labels, generator=torch.Generator().manual_seed(seed * 1000 + 6))
+    rows = [row(name, "removal_morf_auc", curves.morf_auc), row(name, "removal_lerf_auc", curves.lerf_auc),
+            row(name, "removal_gap", curves.gap),
+            row(name, "removal_morf_probability_auc",
+                float(torch.trapezoid(curves.morf_probability, curves.fractions))),
+            row(name, "saliency_gini", gini(maps).mean()), row(name, "saliency_seconds", seconds)]
+    network = getattr(classifier, "network", None)
+    randomisation = []
+    if network is not None and setup.n_randomisation > 0:
+        sub_x, sub_y = images[:setup.n_randomisation], labels[:setup.n_randomisation]
+
+        def maps_of(net):
+            with explaining(explainer, type(classifier)(net, classifier.n_classes)):
+                return explainer.saliency(sub_x, sub_y).detach()
+
+        randomisation = [(layer, float(c.mean())) for layer, c in cascading_randomisation(network, maps_of, seed=seed)]
+        rows.append(row(name, "randomisation_correlation", randomisation[-1][1]))
+    else:
+        rows.append(row(name, "randomisation_correlation", None,
+                        note="the black box exposes no network whose layers can be re-initialised"))
+    arrays = {"maps": maps[:8].cpu(), "fractions": curves.fractions.tolist(),
+              "morf_accuracy": curves.morf_accuracy.tolist(), "lerf_accuracy": curves.lerf_accuracy.tolist(),
+              "morf_probability": curves.morf_probability.tolist(),
+              "lerf_probability": curves.lerf_probability.tolist(), "randomisation": randomisation}
+    return rows, arrays
+
+
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,
-                    device: torch.device, sweeps: SweepSetup | None = None, test: Split | None = None
-                    ) -> tuple[list[dict], dict]:
+                    device: torch.device, sweeps: SweepSetup | None = None, test: Split | None = None,
+                    saliency: SaliencySetup | None = None) -> tuple[list[dict], dict]:
     """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need."""
     rows, arrays = [], {}
     if explainer.supports(Capability.LATENT):
@@ -212,5 +272,8 @@ def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: in
                                         sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device)
     if explainer.supports(Capability.SWEEP) and sweeps is not None:
         r, arrays["sweeps"] = score_sweeps(explainer, classifier, sweeps, device=device)
+        rows += r
+    if explainer.supports(Capability.SALIENCY) and saliency is not None:
+        r, arrays["saliency"] = score_saliency(explainer, classifier, saliency, seed=seed, device=device)
         rows += r
     return rows, arrays

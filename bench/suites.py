@@ -21,6 +21,8 @@ class Profile:
     explainers: dict[str, dict[str, Any]]  # explainer name -> settings overriding its defaults
     info_flow_samples: tuple[int, int]  # (N_alpha, N_beta) for scoring
     sweep_queries: int = 500  # test images whose counterfactual sweeps are scored (sweep metrics, FID)
+    saliency_queries: int = 200  # test images whose saliency maps are scored (removal curves, Gini)
+    randomisation_queries: int = 20  # of those, the images of the cascading-randomisation check
     note: str = ""
 
 
@@ -46,6 +48,7 @@ class Suite:
 
 _GCE_MNIST = {"n_causal": 1, "n_noncausal": 7, "lam": 0.05}
 # |z1| = one per class (SVAE Fig. 7); |z2| = 6 makes 8 latents, as GCE's K + L
+_GANMEX = ("ganmex_ig", "ganmex_deeplift")  # one fit, two attributions
 _SVAE_MNIST = {"n_causal": 2, "n_noncausal": 6, "alpha": 6000.0, "beta": 0.9}
 
 SUITES: dict[str, Suite] = {s.name: s for s in [
@@ -53,20 +56,23 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
         name="mnist", dataset="mnist", classes=(3, 8), version="1",
         description="MNIST 3 vs 8, GCE Table 1 classifier, GCE K=1 L=7 lambda=0.05 (GCE App. E.1); "
                     "SVAE |z1|=2 |z2|=6 alpha=6000 beta=0.9",
-        default_explainers=("gce", "exaggeration", "svae"),
+        default_explainers=("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "integrated_gradients",
+                            "saliency", "input_x_gradient", "deeplift", "gradient_shap", "occlusion", "random"),
         profiles={
             "quick": Profile(
                 name="quick",
                 classifier=ClassifierConfig(epochs=3),
                 explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16},
                             "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16},
-                            "svae": {**_SVAE_MNIST, "steps": 3000}},
+                            "svae": {**_SVAE_MNIST, "steps": 3000},
+                            **{name: {"steps": 2000} for name in _GANMEX}},
                 info_flow_samples=(100, 25),
                 note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
                      "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
                      "lambda_f=50 (paper: lambda_f=1, which at this length leaves f's response lagging the "
                      "request: compatibility 0.68 after 1500 steps), 16 base channels (paper profile: 32); "
-                     "SVAE 3000 steps of 64 (about 19 epochs of the 9943 training images)",
+                     "SVAE 3000 steps of 64 (about 19 epochs of the 9943 training images); GANMEX 2000 steps of "
+                     "32 (paper: 100k), IG with 50 steps (paper: 200)",
             ),
             "paper": Profile(
                 name="paper",
@@ -75,12 +81,14 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                                     "batch_size": 64, "lr": 5e-4},
                             "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0,
                                              "lambda_rec": 100.0, "channels": 32},
-                            "svae": {**_SVAE_MNIST, "steps": 20000}},
+                            "svae": {**_SVAE_MNIST, "steps": 20000},
+                            **{name: {"steps": 100000, "ig_steps": 200, "channels": 64} for name in _GANMEX},
+                            "integrated_gradients": {"n_steps": 200}},
                 info_flow_samples=(100, 25),
                 note="GCE: settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code); "
                      "exaggeration: the loss weights of Eq. 9's ablation default (App. A.4), longer training; "
                      "SVAE: alpha=6000, beta=0.9 (its Section 3.1 model), 20000 steps (its training length is in "
-                     "a supplement we do not have)",
+                     "a supplement we do not have); GANMEX 100k steps (App. A.2), IG 200 steps (App. A.3)",
             ),
         },
     ),

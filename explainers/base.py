@@ -104,6 +104,10 @@ class Explainer(abc.ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     #: modules (besides the explainer's own) whose source determines a fit: part of its cache key
     fit_depends: ClassVar[tuple[str, ...]] = ()
+    #: explainers that differ only in how they explain share one fit (cache entry and seed) under this name
+    fit_name: ClassVar[str | None] = None
+    #: settings that change explanations but not the fit (left out of the fit's cache key)
+    explain_settings: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:
@@ -115,6 +119,13 @@ class Explainer(abc.ABC):
         self.settings = {**self.defaults, **settings}
         self.classifier = classifier
         self.device = torch.device(device)
+
+    @classmethod
+    def fit_identity(cls) -> str:
+        return cls.fit_name or cls.name
+
+    def fit_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings.items() if k not in self.explain_settings}
 
     def supports(self, capability: Capability | str) -> bool:
         return Capability(capability) in self.capabilities

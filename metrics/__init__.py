@@ -44,6 +44,21 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                "the invariance curve at sigma = 1, the prior's scale"),
     MetricInfo("head_agreement", True, "latent", "fraction",
                "test images on which an explainer's own classification head agrees with f (SVAE Eq. 7)"),
+    MetricInfo("removal_morf_auc", False, "saliency", "fraction",
+               "area under f's accuracy as the most relevant pixels are replaced by uniform noise, 0 to 100% "
+               "(Samek et al. 2016; exaggeration Fig. 4c): low = the map found what f uses"),
+    MetricInfo("removal_lerf_auc", True, "saliency", "fraction",
+               "area under f's accuracy as the least relevant pixels are replaced first: high = the pixels the "
+               "map calls irrelevant are"),
+    MetricInfo("removal_gap", True, "saliency", "fraction", "removal_lerf_auc - removal_morf_auc"),
+    MetricInfo("removal_morf_probability_auc", False, "saliency", "probability",
+               "area under f's mean probability of the original class, most relevant pixels removed first"),
+    MetricInfo("saliency_gini", True, "saliency", "index",
+               "mean Gini index of |map|: sparsity (GANMEX App. B.2; 0 flat, 1 a single pixel)"),
+    MetricInfo("randomisation_correlation", False, "saliency", "correlation",
+               "Spearman correlation of |map| before and after every layer of f is re-initialised (cascading, "
+               "from the top; GANMEX App. B.4): near 1 = the map does not depend on f"),
+    MetricInfo("saliency_seconds", None, "saliency", "s", "time to make one saliency map, on the run's device"),
     MetricInfo("fid", False, "sweep", "FID",
                "Frechet distance, all sweep images vs real test images (exaggeration Table 1 'overall')"),
     MetricInfo("fid_present", False, "sweep", "FID",

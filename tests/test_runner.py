@@ -33,8 +33,11 @@ def tiny_profile(monkeypatch):
     profile = Profile(name="tiny", classifier=ClassifierConfig(epochs=1),
                       explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4},
                                   "exaggeration": {"steps": 10, "channels": 8},
-                                  "svae": {"steps": 20, "saliency_samples": 2}},
-                      info_flow_samples=(10, 5), sweep_queries=40, note="test-sized")
+                                  "svae": {"steps": 20, "saliency_samples": 2},
+                                  "ganmex_ig": {"steps": 10, "channels": 8, "n_res": 1, "ig_steps": 8},
+                                  "ganmex_deeplift": {"steps": 10, "channels": 8, "n_res": 1}},
+                      info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
+                      note="test-sized")
     monkeypatch.setattr(features_mod, "EPOCHS", 1)  # the FID feature net: one epoch is enough here
     suite = SUITES["mnist"]
     monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(suite, profiles={**suite.profiles, "tiny": profile}))
@@ -44,10 +47,13 @@ def tiny_profile(monkeypatch):
 
 def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
     out = tmp_path / "run"
-    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce", "exaggeration", "svae", "broken"),
+    config = RunConfig(suite="mnist", profile="tiny",
+                       explainers=("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "saliency", "random",
+                                   "broken"),
                        seed=3,
                        device="cpu", out=out)
-    run(config, log=lambda m: None)
+    messages: list[str] = []
+    run(config, log=messages.append)
     text = (out / "results.json").read_text()
     record = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     meta = record["metadata"]
@@ -75,6 +81,20 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     assert ("svae", "head_agreement", None) in metrics and ("gce", "head_agreement", None) not in metrics
     assert ("svae", "accuracy_drop_factor", "z2_6") in metrics
     assert (out / "figures" / "invariance_curves.png").stat().st_size > 1000
+    # saliency: every saliency-capable explainer scored on the same 12 images, GANMEX fitted once for both maps
+    saliency_names = ("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "saliency", "random")
+    for name in saliency_names:
+        assert {(name, m, None) for m in ("removal_morf_auc", "removal_lerf_auc", "removal_gap", "saliency_gini",
+                                          "randomisation_correlation")} <= metrics, name
+        assert len(meta["explainer_details"][name]["saliency"]["randomisation"]) == 4  # conv1, conv2, fc1, fc2
+    assert ("ganmex_ig", "sweep_validity", None) in metrics and ("saliency", "sweep_validity", None) not in metrics
+    assert sum("fitting" in m and "ganmex" in m for m in messages) == 1
+    assert meta["seeds"]["explainers"]["ganmex_ig"] == meta["seeds"]["explainers"]["ganmex_deeplift"]
+    random_corr = next(r["value"] for r in record["results"]
+                       if r["explainer"] == "random" and r["metric"] == "randomisation_correlation")
+    assert random_corr == pytest.approx(1.0)  # the random map never looks at f: the check says so
+    for figure in ("saliency_maps.png", "removal_curves.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000
     assert meta["fid_features"]["name"] == "featurenet-mnist10" and meta["fid_features"]["val_accuracy"] > 0.9
     assert [(r["explainer"], r["error"]) for r in record["results"] if "error" in r] == \
         [("broken", "RuntimeError: deliberately broken")]  # and no other explainer failed

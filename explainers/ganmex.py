@@ -1,0 +1,256 @@
+"""GANMEX: one-vs-one attributions guided by GAN-made counterfactual baselines (Shih et al.;
+appendix A.2-A.3, B.2, B.4 in ``ganmex-appendix.txt``).
+
+A StarGAN (Choi et al. 2018) generator G(x, c_t) translates an image into a target class, with two
+changes (GANMEX Eq. 9 as the appendix describes it):
+
+1. StarGAN's class discriminator is replaced by the classifier under test, ``f``: the generator's
+   classification loss is f's cross-entropy of G(x, c_t) against c_t;
+2. a similarity loss ||G(x, c_t) - x||_1 keeps the counterfactual close to x.
+
+With StarGAN's adversarial and reconstruction (cycle) loss ||G(G(x, c_t), c_o) - x||_1, the
+generator minimises  L_adv + lambda_cls L_cls + lambda_rec L_rec + lambda_sim L_sim.
+c_o is the class ``f`` gives x (we explain f, not the dataset). The discriminator has the
+adversarial head only.
+
+Explanations:
+- sweep: the straight path in pixel space from x to its counterfactual G(x, c_t), judged by f;
+- saliency: a one-vs-one attribution of the score delta S_co - S_ct (f's logits) with G(x, c_t) as
+  the baseline (A.3), by Integrated Gradients (``ganmex_ig``) or DeepLIFT (``ganmex_deeplift``).
+  Both variants share one fit (``fit_name``).
+
+Scaled to 28x28 for a CPU: StarGAN's generator (7x7 conv, two stride-2 downsamplings, six residual
+blocks, two upsamplings) becomes one downsampling to 14x14 and three residual blocks at 32/64
+channels, with a sigmoid output for images in [0, 1]. StarGAN's WGAN-GP loss is replaced by the
+hinge loss with a spectrally normalised discriminator (as our exaggeration explainer), which needs no
+gradient penalty and one discriminator step per generator step.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+from torch.nn.utils import spectral_norm
+from captum.attr import DeepLift, IntegratedGradients
+
+from explainers.base import Capability, Explainer, MissingCapability, minibatches, register
+from explainers.captum_baselines import quiet_deeplift
+from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.InstanceNorm2d(ch, affine=True),
+                                  nn.ReLU(), nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+                                  nn.InstanceNorm2d(ch, affine=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class StarGenerator(nn.Module):
+    """G(x, c): the image with the one-hot target class as extra constant channels (StarGAN Fig. 3)."""
+
+    def __init__(self, n_classes: int, ch: int = 32, n_res: int = 3, in_ch: int = 1) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.net = nn.Sequential(
+            nn.Conv2d(in_ch + n_classes, ch, 7, padding=3, bias=False), nn.InstanceNorm2d(ch, affine=True), nn.ReLU(),
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1, bias=False), nn.InstanceNorm2d(2 * ch, affine=True),
+            nn.ReLU(),  # (N, 2ch, 14, 14)
+            *[ResidualBlock(2 * ch) for _ in range(n_res)],
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1, bias=False), nn.InstanceNorm2d(ch, affine=True),
+            nn.ReLU(),  # (N, ch, 28, 28)
+            nn.Conv2d(ch, in_ch, 7, padding=3), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(c, self.n_classes).to(x).view(len(x), -1, 1, 1).expand(-1, -1, *x.shape[2:])
+        return self.net(torch.cat([x, onehot], dim=1))
+
+
+class PatchDiscriminator(nn.Module):
+    """StarGAN's PatchGAN D_src (its D_cls head removed: ``f`` plays that part), spectrally normalised."""
+
+    def __init__(self, ch: int = 32, in_ch: int = 1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(in_ch, ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 14x14
+            spectral_norm(nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 7x7
+            spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 4x4
+            spectral_norm(nn.Conv2d(4 * ch, 1, 3, padding=1)))  # a 4x4 patch of real/fake scores
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1).mean(1)
+
+
+class ScoreDelta(nn.Module):
+    """S_co(x) - S_ct(x) of f's logits, per image (A.3): the output one-vs-one attributions explain."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor, c_o: torch.Tensor, c_t: torch.Tensor) -> torch.Tensor:
+        s = self.network(x)
+        return s.gather(1, c_o.view(-1, 1)).squeeze(1) - s.gather(1, c_t.view(-1, 1)).squeeze(1)
+
+
+def random_other_class(c: torch.Tensor, n_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly drawn class different from each entry of ``c``."""
+    shift = torch.randint(1, n_classes, c.shape, generator=generator).to(c.device)
+    return (c + shift) % n_classes
+
+
+class GANMEX(Explainer):
+    paper = "Shih, Tien & Karnin, GANMEX: one-vs-one attributions using GAN-based model explainability, ICML 2021"
+    capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
+    fit_name: ClassVar[str] = "ganmex"
+    explain_settings: ClassVar[frozenset[str]] = frozenset({"ig_steps", "internal_batch_size"})
+    defaults: dict[str, Any] = {
+        "channels": 32,
+        "n_res": 3,
+        "lambda_cls": 1.0,  # StarGAN's default
+        "lambda_rec": 10.0,  # StarGAN's default
+        "lambda_sim": 10.0,
+        "steps": 3000,
+        "batch_size": 32,
+        "lr": 1e-4,  # StarGAN: Adam(1e-4, beta1 0.5, beta2 0.999)
+        "ig_steps": 50,  # the paper: 200 (the paper profile)
+        "internal_batch_size": 1000,
+    }
+
+    def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(classifier, settings, device)
+        s = self.settings
+        self.n_classes = int(getattr(classifier, "n_classes"))
+        self.generator = StarGenerator(self.n_classes, int(s["channels"]), int(s["n_res"])).to(self.device)
+        self.discriminator = PatchDiscriminator(int(s["channels"])).to(self.device)
+        self.generator.eval()
+
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.classifier, "logits"):
+            return self.classifier.logits(x)
+        return self.classifier(x).clamp_min(1e-12).log()
+
+    # -- fit --------------------------------------------------------------------------------
+    def losses(self, x: torch.Tensor, c_o: torch.Tensor, c_t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator's terms (GANMEX Eq. 9) for images x of f-class c_o sent to c_t."""
+        fake = self.generator(x, c_t)
+        return {"adv": generator_adversarial_loss(self.discriminator(fake)),
+                "cls": F.cross_entropy(self._scores(fake), c_t),  # f as StarGAN's D_cls
+                "rec": l1(self.generator(fake, c_o), x),  # cycle back to the original class
+                "sim": l1(fake, x)}  # GANMEX's similarity loss
+
+    def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
+            log: Callable[[str], None] = print) -> dict:
+        s = self.settings
+        with torch.no_grad():
+            labels = torch.cat([self.classifier(train_images[i:i + 1024].to(self.device)).argmax(1).cpu()
+                                for i in range(0, len(train_images), 1024)])
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+        self.generator.train()
+        self.discriminator.train()
+        steps, history = int(s["steps"]), []
+        start = last = time.perf_counter()
+        for step, idx in minibatches(len(train_images), int(s["batch_size"]), steps, generator):
+            x, c_o = train_images[idx].to(self.device), labels[idx].to(self.device)
+            c_t = random_other_class(c_o, self.n_classes, generator)
+            # discriminator: real images vs translations
+            with torch.no_grad():
+                fake = self.generator(x, c_t)
+            d_loss = discriminator_hinge_loss(self.discriminator(x), self.discriminator(fake))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            # generator
+            terms = self.losses(x, c_o, c_t)
+            g_loss = (terms["adv"] + s["lambda_cls"] * terms["cls"] + s["lambda_rec"] * terms["rec"]
+                      + s["lambda_sim"] * terms["sim"])
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            history.append({"d": d_loss.item(), **{k: v.item() for k, v in terms.items()}})
+            if step == steps or time.perf_counter() - last > 10:
+                last = time.perf_counter()
+                recent = history[-50:]
+                mean = {k: sum(h[k] for h in recent) / len(recent) for k in history[-1]}
+                log(f"[{self.fit_name}] step {step}/{steps}  D {mean['d']:.3f}  G_adv {mean['adv']:.3f}  "
+                    f"cls {mean['cls']:.3f}  rec {mean['rec']:.4f}  sim {mean['sim']:.4f}  ({last - start:.0f}s)")
+        self.generator.eval()
+        self.discriminator.eval()
+        tail = history[-100:]
+        return {**{f"final_{k}": sum(h[k] for h in tail) / len(tail) for k in history[-1]}, "steps": steps}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.generator.eval()
+        self.discriminator.eval()
+
+    # -- explanations -----------------------------------------------------------------------
+    @torch.no_grad()
+    def counterfactual(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """G(x, c_t): the GANMEX baseline of x for class ``target``."""
+        return self.generator(x.to(self.device), target.to(self.device))
+
+    def sweep(self, x: torch.Tensor, target: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """The straight pixel path from x to G(x, target); (N, n_steps, C, H, W)."""
+        x = x.to(self.device)
+        end = self.counterfactual(x, target)
+        t = torch.linspace(0, 1, n_steps, device=self.device).view(1, -1, 1, 1, 1)
+        return x.unsqueeze(1) + t * (end - x).unsqueeze(1)
+
+    def contrast_class(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """c_t of a one-vs-one map explaining ``target`` (c_o): f's most likely other class."""
+        with torch.no_grad():
+            scores = self._scores(x).clone()
+        scores.scatter_(1, target.view(-1, 1), float("-inf"))
+        return scores.argmax(1)
+
+    def attribute(self, model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, c_o: torch.Tensor,
+                  c_t: torch.Tensor) -> torch.Tensor:
+        raise MissingCapability(f"{self.name}: choose an attribution (ganmex_ig, ganmex_deeplift)")
+
+    def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """One-vs-one attribution of S_target - S_c_t with G(x, c_t) as the baseline (A.3)."""
+        x, c_o = x.to(self.device).detach().requires_grad_(True), target.to(self.device)
+        c_t = self.contrast_class(x, c_o)
+        baseline = self.counterfactual(x, c_t)
+        network = getattr(self.classifier, "network", None)
+        model = ScoreDelta(network if network is not None else _ScoresOf(self))
+        return self.attribute(model, x, baseline, c_o, c_t).detach()
+
+
+class _ScoresOf(nn.Module):
+    def __init__(self, explainer: GANMEX) -> None:
+        super().__init__()
+        self.explainer = explainer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.explainer._scores(x)
+
+
+@register("ganmex_ig")
+class GANMEXIntegratedGradients(GANMEX):
+    def attribute(self, model, x, baseline, c_o, c_t):
+        return IntegratedGradients(model).attribute(x, baselines=baseline, additional_forward_args=(c_o, c_t),
+                                                    n_steps=int(self.settings["ig_steps"]),
+                                                    internal_batch_size=int(self.settings["internal_batch_size"]))
+
+
+@register("ganmex_deeplift")
+class GANMEXDeepLift(GANMEX):
+    def attribute(self, model, x, baseline, c_o, c_t):
+        with quiet_deeplift():
+            return DeepLift(model).attribute(x, baselines=baseline, additional_forward_args=(c_o, c_t))
+
