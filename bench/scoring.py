@@ -79,8 +79,8 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
     if l > 0:
         rows.append(row(name, "accuracy_drop_noncausal", drop.drop[k:].max()))
     rows += [row(name, "accuracy_drop_factor", v, names[d]) for d, v in enumerate(drop.drop.tolist())]
-    arrays = {"factor_names": names, "n_causal": k, "information_flow": per_factor.cpu(), "accuracy_drop": drop.drop.cpu(),
-              "original_accuracy": drop.original, "reencoded_accuracy": drop.reencoded}
+    arrays = {"factor_names": names, "n_causal": k, "information_flow": per_factor.cpu(),
+              "accuracy_drop": drop.drop.cpu(), "original_accuracy": drop.original, "reencoded_accuracy": drop.reencoded}
     return rows, arrays
 
 

@@ -9,6 +9,7 @@ floor every method must beat. Images go through Captum in batches (``internal_ba
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import warnings
 from typing import Any, Iterator
@@ -35,7 +36,8 @@ class Scores(nn.Module):
 
 
 def score_module(classifier: nn.Module) -> nn.Module:
-    return getattr(classifier, "network", None) or Scores(classifier)
+    network = getattr(classifier, "network", None)
+    return network if network is not None else Scores(classifier)
 
 
 @contextlib.contextmanager
@@ -54,8 +56,9 @@ class CaptumSaliency(Explainer):
     paper = "Captum (Kokhlikyan et al. 2020)"
     defaults: dict[str, Any] = {"batch_size": 100}
 
+    @abc.abstractmethod
     def attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Attributions ``(B, C, H, W)`` of ``model``'s score of ``target`` for a batch ``x``."""
 
     def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x, target = x.to(self.device).detach().requires_grad_(True), target.to(self.device)
@@ -116,7 +119,7 @@ class GradientShapMap(CaptumSaliency):
 @register("occlusion")
 class OcclusionMap(CaptumSaliency):
     paper = "Zeiler & Fergus 2014, via Captum; Occlusion-1 (one pixel at a time, GANMEX A.3)"
-    defaults = {**CaptumSaliency.defaults, "perturbations_per_eval": 196}
+    defaults = {**CaptumSaliency.defaults, "perturbations_per_eval": 28}  # x batch_size images per forward
 
     def attribute(self, model, x, target):
         return Occlusion(model).attribute(x, sliding_window_shapes=(x.shape[1], 1, 1), strides=1, baselines=0.0,

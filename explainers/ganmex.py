@@ -28,6 +28,7 @@ gradient penalty and one discriminator step per generator step.
 
 from __future__ import annotations
 
+import abc
 import time
 from typing import Any, Callable, ClassVar
 
@@ -37,8 +38,8 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from explainers.base import Capability, Explainer, MissingCapability, minibatches, register
-from explainers.captum_baselines import quiet_deeplift
+from explainers.base import Capability, Explainer, minibatches, register
+from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
 
@@ -133,17 +134,12 @@ class GANMEX(Explainer):
         self.discriminator = PatchDiscriminator(int(s["channels"])).to(self.device)
         self.generator.eval()
 
-    def _scores(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.classifier, "logits"):
-            return self.classifier.logits(x)
-        return self.classifier(x).clamp_min(1e-12).log()
-
     # -- fit --------------------------------------------------------------------------------
     def losses(self, x: torch.Tensor, c_o: torch.Tensor, c_t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The generator's terms (GANMEX Eq. 9) for images x of f-class c_o sent to c_t."""
         fake = self.generator(x, c_t)
         return {"adv": generator_adversarial_loss(self.discriminator(fake)),
-                "cls": F.cross_entropy(self._scores(fake), c_t),  # f as StarGAN's D_cls
+                "cls": F.cross_entropy(score_module(self.classifier)(fake), c_t),  # f as StarGAN's D_cls
                 "rec": l1(self.generator(fake, c_o), x),  # cycle back to the original class
                 "sim": l1(fake, x)}  # GANMEX's similarity loss
 
@@ -213,31 +209,21 @@ class GANMEX(Explainer):
     def contrast_class(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """c_t of a one-vs-one map explaining ``target`` (c_o): f's most likely other class."""
         with torch.no_grad():
-            scores = self._scores(x).clone()
+            scores = score_module(self.classifier)(x).clone()
         scores.scatter_(1, target.view(-1, 1), float("-inf"))
         return scores.argmax(1)
 
+    @abc.abstractmethod
     def attribute(self, model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, c_o: torch.Tensor,
                   c_t: torch.Tensor) -> torch.Tensor:
-        raise MissingCapability(f"{self.name}: choose an attribution (ganmex_ig, ganmex_deeplift)")
+        """Attributions of ``model`` (the score delta, called with ``c_o, c_t``) at x from ``baseline``."""
 
     def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """One-vs-one attribution of S_target - S_c_t with G(x, c_t) as the baseline (A.3)."""
         x, c_o = x.to(self.device).detach().requires_grad_(True), target.to(self.device)
         c_t = self.contrast_class(x, c_o)
         baseline = self.counterfactual(x, c_t)
-        network = getattr(self.classifier, "network", None)
-        model = ScoreDelta(network if network is not None else _ScoresOf(self))
-        return self.attribute(model, x, baseline, c_o, c_t).detach()
-
-
-class _ScoresOf(nn.Module):
-    def __init__(self, explainer: GANMEX) -> None:
-        super().__init__()
-        self.explainer = explainer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.explainer._scores(x)
+        return self.attribute(ScoreDelta(score_module(self.classifier)), x, baseline, c_o, c_t).detach()
 
 
 @register("ganmex_ig")

@@ -221,7 +221,7 @@ class SupervisedVAE(Explainer):
         with torch.no_grad():
             mu, logvar = self.encoders.q_x(self.encoders.trunk(x))
         with fixed_randomness(0, self.device):  # GradientShap draws points and noise: same map every call
-            attr = GradientShap(self.divergence).attribute(x, baselines=torch.zeros_like(x[:1]), n_samples=int(s["saliency_samples"]),
-                                                           stdevs=float(s["saliency_stdev"]),
-                                                           additional_forward_args=(mu[:, :k], logvar[:, :k]))
+            attr = GradientShap(self.divergence).attribute(
+                x, baselines=torch.zeros_like(x[:1]), n_samples=int(s["saliency_samples"]),
+                stdevs=float(s["saliency_stdev"]), additional_forward_args=(mu[:, :k], logvar[:, :k]))
         return -attr.detach()
