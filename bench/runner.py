@@ -211,6 +211,7 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     results: list[dict] = []
     explainer_meta: dict[str, dict] = {}
     saliency_arrays: dict[str, dict] = {}
+    sweeps_by_fit: dict[str, tuple[list[dict], dict]] = {}  # fit cache key -> its scored sweeps
     n_alpha, n_beta = profile.info_flow_samples
     for name, cls in classes.items():
         t = time.perf_counter()
@@ -223,7 +224,9 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
             log(f"[{name}] scoring")
             rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
                                            seed=config.seed, device=device, sweeps=setup, test=data.test,
-                                           saliency=saliency)
+                                           saliency=saliency, known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
+            if fit["cache_key"] and arrays.get("sweeps") is not None:
+                sweeps_by_fit[fit["cache_key"]] = (arrays["sweep_rows"], arrays["sweeps"])
             rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
             results += rows
             explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),

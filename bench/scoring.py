@@ -257,8 +257,13 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
 
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,
                     device: torch.device, sweeps: SweepSetup | None = None, test: Split | None = None,
-                    saliency: SaliencySetup | None = None) -> tuple[list[dict], dict]:
-    """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need."""
+                    saliency: SaliencySetup | None = None, known_sweeps: tuple[list[dict], dict] | None = None
+                    ) -> tuple[list[dict], dict]:
+    """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need.
+
+    ``known_sweeps``: the sweep rows and arrays already scored for the same fit under another name
+    (sweeps depend on the fit alone, e.g. the two GANMEX attributions): reused, not recomputed.
+    """
     rows, arrays = [], {}
     if explainer.supports(Capability.LATENT):
         r, arrays = score_latent(explainer, classifier, val, n_alpha=n_alpha, n_beta=n_beta, seed=seed,
@@ -271,7 +276,11 @@ def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: in
             rows += score_latent_sweeps(explainer, classifier, sweeps.queries[:200], n_steps=sweeps.n_steps,
                                         sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device)
     if explainer.supports(Capability.SWEEP) and sweeps is not None:
-        r, arrays["sweeps"] = score_sweeps(explainer, classifier, sweeps, device=device)
+        if known_sweeps is not None:
+            r, arrays["sweeps"] = [{**x, "explainer": explainer.name} for x in known_sweeps[0]], known_sweeps[1]
+        else:
+            r, arrays["sweeps"] = score_sweeps(explainer, classifier, sweeps, device=device)
+        arrays["sweep_rows"] = r
         rows += r
     if explainer.supports(Capability.SALIENCY) and saliency is not None:
         r, arrays["saliency"] = score_saliency(explainer, classifier, saliency, seed=seed, device=device)

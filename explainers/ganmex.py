@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from explainers.base import Capability, Explainer, minibatches, register
+from explainers.base import Capability, Explainer, minibatches, predicted_labels, register
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
@@ -146,9 +146,7 @@ class GANMEX(Explainer):
     def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
             log: Callable[[str], None] = print) -> dict:
         s = self.settings
-        with torch.no_grad():
-            labels = torch.cat([self.classifier(train_images[i:i + 1024].to(self.device)).argmax(1).cpu()
-                                for i in range(0, len(train_images), 1024)])
+        labels = predicted_labels(self.classifier, train_images, self.device)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
         self.generator.train()

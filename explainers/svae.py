@@ -31,7 +31,8 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import Capability, Explainer, LatentSplit, fixed_randomness, minibatches, register
+from explainers.base import (Capability, Explainer, LatentSplit, fixed_randomness, minibatches, predicted_labels,
+                             register)
 from explainers.gce import Decoder
 
 
@@ -114,24 +115,16 @@ class SupervisedVAE(Explainer):
         self.decoder = Decoder(n).to(self.device, memory_format=torch.channels_last)
         self.head = nn.Linear(self.latent_split.n_causal, self.n_classes).to(self.device)  # p(y|z1)
         # class centroids of q(z1|x) over the training images f assigns to each class: where sweeps go
-        self.register_centroids(torch.zeros(self.n_classes, self.latent_split.n_causal))
-
-    def register_centroids(self, centroids: torch.Tensor) -> None:
-        self.centroids = centroids.to(self.device)
+        self.centroids = torch.zeros(self.n_classes, self.latent_split.n_causal, device=self.device)
 
     def _modules(self) -> list[nn.Module]:
         return [self.encoders, self.decoder, self.head]
 
     # -- fit --------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _labels_from_f(self, images: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-        return torch.cat([self.classifier(images[i:i + chunk].to(self.device)).argmax(1).cpu()
-                          for i in range(0, len(images), chunk)])
-
     def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
             log: Callable[[str], None] = print) -> dict:
         s = self.settings
-        labels = self._labels_from_f(train_images)  # y = f(x): the SVAE explains f, not the dataset
+        labels = predicted_labels(self.classifier, train_images, self.device)  # y = f(x): the SVAE explains f, not the dataset
         params = [p for m in self._modules() for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=s["lr"])
         for m in self._modules():
@@ -158,8 +151,8 @@ class SupervisedVAE(Explainer):
         with torch.no_grad():
             z1 = torch.cat([self.encode(train_images[i:i + 1024])[:, :self.latent_split.n_causal].cpu()
                             for i in range(0, n, 1024)])
-            self.register_centroids(torch.stack([z1[labels == c].mean(0) if (labels == c).any()
-                                                 else torch.zeros(z1.shape[1]) for c in range(self.n_classes)]))
+            self.centroids = torch.stack([z1[labels == c].mean(0) if (labels == c).any()
+                                          else torch.zeros(z1.shape[1]) for c in range(self.n_classes)]).to(self.device)
             agreement = float((torch.cat([self.surrogate(train_images[i:i + 1024]).argmax(1).cpu()
                                           for i in range(0, n, 1024)]) == labels).float().mean())
         tail = history[-100:]
@@ -174,7 +167,7 @@ class SupervisedVAE(Explainer):
         self.encoders.load_state_dict(state["encoders"])
         self.decoder.load_state_dict(state["decoder"])
         self.head.load_state_dict(state["head"])
-        self.register_centroids(state["centroids"]["value"])
+        self.centroids = state["centroids"]["value"].to(self.device)
         for m in self._modules():
             m.eval()
 

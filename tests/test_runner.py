@@ -89,6 +89,9 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
         assert len(meta["explainer_details"][name]["saliency"]["randomisation"]) == 4  # conv1, conv2, fc1, fc2
     assert ("ganmex_ig", "sweep_validity", None) in metrics and ("saliency", "sweep_validity", None) not in metrics
     assert sum("fitting" in m and "ganmex" in m for m in messages) == 1
+    sweep_values = lambda n: [(r["metric"], r["value"]) for r in record["results"]  # noqa: E731
+                              if r["explainer"] == n and (r["metric"].startswith("sweep_") or r["metric"].startswith("fid"))]
+    assert sweep_values("ganmex_deeplift") == sweep_values("ganmex_ig") and sweep_values("ganmex_ig")  # one fit, one sweep
     assert meta["seeds"]["explainers"]["ganmex_ig"] == meta["seeds"]["explainers"]["ganmex_deeplift"]
     random_corr = next(r["value"] for r in record["results"]
                        if r["explainer"] == "random" and r["metric"] == "randomisation_correlation")
