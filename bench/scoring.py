@@ -120,14 +120,6 @@ class SweepSetup:
     batch_size: int = 100
 
 
-def counterfactual_targets(pred: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(query index, target) pairs: every class ``f`` does not predict, for every query."""
-    index = torch.arange(len(pred)).repeat_interleave(n_classes)
-    target = torch.arange(n_classes).repeat(len(pred))
-    keep = target != pred[index]
-    return index[keep], target[keep]
-
-
 @torch.no_grad()
 def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device: torch.device
                  ) -> tuple[list[dict], dict]:
@@ -135,7 +127,7 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
     name, s = explainer.name, setup.n_steps
     queries = setup.queries.to(device)
     probs0 = classifier(queries)
-    index, target = counterfactual_targets(probs0.argmax(1).cpu(), probs0.shape[1])
+    index, target = explainer.sweep_targets(probs0.argmax(1).cpu(), probs0.shape[1])
     images, probs = [], []
     _sync(device)
     start = time.perf_counter()
@@ -148,7 +140,7 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
     seconds = (time.perf_counter() - start) / max(len(index), 1)
     images, probs = torch.cat(images), torch.cat(probs)
     target_probs = probs.gather(2, target.view(-1, 1, 1).expand(-1, s, 1)).squeeze(2)  # (N, S)
-    requested = sweep_metrics.requested_ramp(probs0.cpu().gather(1, target.view(-1, 1)).squeeze(1), s)
+    requested = sweep_metrics.requested_ramp(probs0.cpu()[index].gather(1, target.view(-1, 1)).squeeze(1), s)
     compat = sweep_metrics.compatibility(requested, target_probs)
     rows = [row(name, "sweep_compatibility_pearson", compat.pearson),
             row(name, "sweep_compatibility_spearman", compat.spearman),

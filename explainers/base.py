@@ -156,6 +156,12 @@ class Explainer(abc.ABC):
         """Images ``(N, n_steps, C, H, W)`` from (a reconstruction of) ``x`` toward class ``target`` ``(N,)``."""
         raise MissingCapability(f"{self.name} has no sweep capability")
 
+    def sweep_targets(self, pred: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (query index, target class) pairs this explainer sweeps, given f's predictions ``pred``
+        ``(N,)``: by default every class f does not predict, for every query. An explainer of one class
+        against the rest narrows this (the exaggeration cGAN on more than two classes)."""
+        return counterfactual_targets(pred, n_classes)
+
     # -- saliency ---------------------------------------------------------------------------
     def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Relevance maps ``(N, C, H, W)``, larger = more relevant, for class ``target`` ``(N,)``."""
@@ -179,6 +185,14 @@ class Explainer(abc.ABC):
         zs = z.unsqueeze(1).repeat(1, len(values), 1)  # (N, S, D)
         zs[:, :, factor] = values.to(z)
         return self.decode(zs.flatten(0, 1)).unflatten(0, zs.shape[:2])
+
+
+def counterfactual_targets(pred: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query index, target) pairs: every class f does not predict (``pred`` ``(N,)``), for every query."""
+    index = torch.arange(len(pred)).repeat_interleave(n_classes)
+    target = torch.arange(n_classes).repeat(len(pred))
+    keep = target != pred.cpu()[index]
+    return index[keep], target[keep]
 
 
 class Registry:

@@ -363,6 +363,14 @@ class ProgressiveExaggeration(Explainer):
         toward = (target == self.explained).unsqueeze(1)
         return self.explain(x, torch.where(toward, ramp, 1 - ramp))
 
+    def sweep_targets(self, pred: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binary f: every query toward the other class. More classes: the cGAN is conditioned on f(x) of the
+        explained class only, so it sweeps only toward that class (the queries f assigns elsewhere)."""
+        if n_classes <= 2:
+            return super().sweep_targets(pred, n_classes)
+        index = (pred.cpu() != self.explained).nonzero().flatten()
+        return index, torch.full_like(index, self.explained)
+
     def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """|I_f(x) at the top bin - I_f(x) at the bottom bin| (Sec. 4.3); the same map for every target."""
         ends = self.explain(x, torch.tensor([[0.0, 1.0]], device=self.device).expand(len(x), -1))

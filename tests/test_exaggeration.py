@@ -129,7 +129,7 @@ def test_registered_with_sweep_and_saliency_but_no_latent():
 def test_a_short_fit_moves_f_along_the_requested_posteriors(mnist38, black_box):
     """Trained on real MNIST 3/8 against a real black box, the sweeps really change f's output the way
     they were asked to: up toward the requested class, step by step (a few hundred steps suffice)."""
-    from bench.scoring import counterfactual_targets
+    from explainers.base import counterfactual_targets
     from metrics import sweep as sm
 
     explainer = ProgressiveExaggeration(black_box, {"channels": 8, "steps": 250, "lambda_f": 30.0})

@@ -8,41 +8,36 @@ import json
 import pytest
 import torch
 
-from bench import features as features_mod
 from bench import runner as runner_mod
-from bench.classifier import ClassifierConfig
-from bench.results import load_record, render_leaderboard
+from bench.data import FMNIST_DEFAULT_ROOT
+from bench.leaderboard import render
+from bench.results import load_record
 from bench.runner import RunConfig, run
-from bench.suites import SUITES, Profile
-from explainers.base import EXPLAINERS, Capability, Explainer
+from explainers.base import EXPLAINERS
 
 
-class Broken(Explainer):
-    """A second explainer defined in one place: registered, fails at fit."""
-
-    name = "broken"
-    paper = "test double"
-    capabilities = frozenset({Capability.FIT})
-
-    def fit(self, train_images, *, generator, log):
-        raise RuntimeError("deliberately broken")
-
-
-@pytest.fixture
-def tiny_profile(monkeypatch):
-    profile = Profile(name="tiny", classifier=ClassifierConfig(epochs=1),
-                      explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4},
-                                  "exaggeration": {"steps": 10, "channels": 8},
-                                  "svae": {"steps": 20, "saliency_samples": 2},
-                                  "ganmex_ig": {"steps": 10, "channels": 8, "n_res": 1, "ig_steps": 8},
-                                  "ganmex_deeplift": {"steps": 10, "channels": 8, "n_res": 1}},
-                      info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
-                      note="test-sized")
-    monkeypatch.setattr(features_mod, "EPOCHS", 1)  # the FID feature net: one epoch is enough here
-    suite = SUITES["mnist"]
-    monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(suite, profiles={**suite.profiles, "tiny": profile}))
-    monkeypatch.setitem(EXPLAINERS._entries, "broken", Broken)
-    return profile
+@pytest.mark.skipif(not FMNIST_DEFAULT_ROOT.exists(), reason="Debian's dataset-fashion-mnist not installed")
+def test_fashion_mnist_suite_explains_three_classes(tiny_profile, tmp_path):
+    """fmnist: t-shirt/top, dress, coat. The multi-class explainers sweep every query to both classes f does
+    not predict; the exaggeration cGAN, conditioned on f(coat) alone, only sweeps toward coat."""
+    out = tmp_path / "fm"
+    run(RunConfig(suite="fmnist", profile="tiny", explainers=("gce", "exaggeration", "svae", "saliency"), seed=1,
+                  device="cpu", out=out), log=lambda m: None)
+    record = load_record(out)
+    meta = record["metadata"]
+    assert meta["data"]["classes"] == [0, 3, 4] and meta["data"]["sizes"]["train"] == 18000
+    assert meta["classifier"]["test_accuracy"] > 0.8
+    assert not [r for r in record["results"] if "error" in r]
+    value = {(r["explainer"], r["metric"], r["factor"]): r["value"] for r in record["results"]}
+    gce = meta["explainer_details"]["gce"]
+    assert gce["settings"]["n_causal"] == 2 and gce["settings"]["n_noncausal"] == 4  # GCE App. E.3
+    assert {("gce", "accuracy_drop_factor", f) for f in ("alpha1", "alpha2", "beta4")} <= set(value)
+    assert gce["sweeps"]["n_sweeps"] == 2 * 40  # two counterfactual classes per query
+    n_not_coat = meta["explainer_details"]["exaggeration"]["sweeps"]["n_sweeps"]
+    assert 0 < n_not_coat < 40  # toward coat only, from the queries f does not call a coat
+    assert meta["explainer_details"]["svae"]["settings"]["n_causal"] == 3
+    assert value[("svae", "sweep_validity", None)] is not None
+    assert "fmnist" in (out / "leaderboard.md").read_text()
 
 
 def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
@@ -106,7 +101,7 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     assert (out / "leaderboard.csv").read_text().startswith("explainer,")
     assert (out / "figures" / "gce_factors.png").stat().st_size > 1000
     # the leaderboard is a function of the stored record alone
-    assert render_leaderboard(load_record(out))[0] == board
+    assert render([load_record(out)], "md") == board
 
     # warm: both models come from the cache and the numbers reproduce exactly
     run(config, log=lambda m: None)
