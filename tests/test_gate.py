@@ -112,7 +112,7 @@ def test_the_gate_catches_sabotage_and_passes_an_untouched_rerun(record, gate_pr
     run(config("reference"), log=lambda m: None)
     base = write_baseline([tmp_path / "reference"], tmp_path / "baseline.json")
     reference = load_baseline(base)["values"]
-    assert reference["gce"]["information_flow"] > 0.15 and reference["gce"]["accuracy_drop_causal"] > 0.1
+    assert reference["gce"]["information_flow"][0] > 0.15 and reference["gce"]["accuracy_drop_causal"][0] > 0.1
 
     # untouched, and cold (a new cache: every model retrained): the numbers reproduce exactly and the gate passes
     monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / "fresh-cache"))
