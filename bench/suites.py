@@ -52,6 +52,25 @@ _GANMEX = ("ganmex_ig", "ganmex_deeplift")  # one fit, two attributions
 _SVAE_MNIST = {"n_causal": 2, "n_noncausal": 6, "alpha": 6000.0, "beta": 0.9}
 _GCE_FMNIST = {"n_causal": 2, "n_noncausal": 4, "lam": 0.05}  # GCE App. E.3
 _SVAE_FMNIST = {"n_causal": 3, "n_noncausal": 3, "alpha": 6000.0, "beta": 0.9}  # |z1| = one per class, 6 in all
+
+
+def _quick(gce: dict, svae: dict, *, gce_steps: int) -> dict[str, dict[str, Any]]:
+    """The CPU-sized settings, given the suite's GCE and SVAE shapes."""
+    return {"gce": {**gce, "steps": gce_steps, "n_alpha": 16, "n_beta": 16},
+            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16},
+            "svae": {**svae, "steps": 3000},
+            **{name: {"steps": 2000} for name in _GANMEX}}
+
+
+def _paper(gce: dict, svae: dict) -> dict[str, dict[str, Any]]:
+    """The papers' settings (see each profile's note), given the suite's GCE and SVAE shapes."""
+    return {"gce": {**gce, "steps": 8000, "n_alpha": 25, "n_beta": 100, "batch_size": 64, "lr": 5e-4},
+            "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0, "lambda_rec": 100.0, "channels": 32},
+            "svae": {**svae, "steps": 20000},
+            **{name: {"steps": 100000, "ig_steps": 200, "channels": 64} for name in _GANMEX},
+            "integrated_gradients": {"n_steps": 200}}
+
+
 _ALL_EXPLAINERS = ("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "integrated_gradients",
                    "saliency", "input_x_gradient", "deeplift", "gradient_shap", "occlusion", "random")
 
@@ -65,10 +84,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
             "quick": Profile(
                 name="quick",
                 classifier=ClassifierConfig(epochs=3),
-                explainers={"gce": {**_GCE_MNIST, "steps": 1500, "n_alpha": 16, "n_beta": 16},
-                            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16},
-                            "svae": {**_SVAE_MNIST, "steps": 3000},
-                            **{name: {"steps": 2000} for name in _GANMEX}},
+                explainers=_quick(_GCE_MNIST, _SVAE_MNIST, gce_steps=1500),
                 info_flow_samples=(100, 25),
                 note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
                      "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
@@ -80,13 +96,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
             "paper": Profile(
                 name="paper",
                 classifier=ClassifierConfig(epochs=20),
-                explainers={"gce": {**_GCE_MNIST, "steps": 8000, "n_alpha": 25, "n_beta": 100,
-                                    "batch_size": 64, "lr": 5e-4},
-                            "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0,
-                                             "lambda_rec": 100.0, "channels": 32},
-                            "svae": {**_SVAE_MNIST, "steps": 20000},
-                            **{name: {"steps": 100000, "ig_steps": 200, "channels": 64} for name in _GANMEX},
-                            "integrated_gradients": {"n_steps": 200}},
+                explainers=_paper(_GCE_MNIST, _SVAE_MNIST),
                 info_flow_samples=(100, 25),
                 note="GCE: settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code); "
                      "exaggeration: the loss weights of Eq. 9's ablation default (App. A.4), longer training; "
@@ -104,10 +114,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
             "quick": Profile(
                 name="quick",
                 classifier=ClassifierConfig(epochs=5),
-                explainers={"gce": {**_GCE_FMNIST, "steps": 2000, "n_alpha": 16, "n_beta": 16},
-                            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16},
-                            "svae": {**_SVAE_FMNIST, "steps": 3000},
-                            **{name: {"steps": 2000} for name in _GANMEX}},
+                explainers=_quick(_GCE_FMNIST, _SVAE_FMNIST, gce_steps=2000),
                 info_flow_samples=(100, 25),
                 note="CPU-sized: classifier 5 epochs (paper 50, GCE App. E.3); GCE 2000 steps with "
                      "N_alpha=N_beta=16 (paper profile: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 "
@@ -117,13 +124,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
             "paper": Profile(
                 name="paper",
                 classifier=ClassifierConfig(epochs=50),
-                explainers={"gce": {**_GCE_FMNIST, "steps": 8000, "n_alpha": 25, "n_beta": 100,
-                                    "batch_size": 64, "lr": 5e-4},
-                            "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0,
-                                             "lambda_rec": 100.0, "channels": 32},
-                            "svae": {**_SVAE_FMNIST, "steps": 20000},
-                            **{name: {"steps": 100000, "ig_steps": 200, "channels": 64} for name in _GANMEX},
-                            "integrated_gradients": {"n_steps": 200}},
+                explainers=_paper(_GCE_FMNIST, _SVAE_FMNIST),
                 info_flow_samples=(100, 25),
                 note="GCE App. E.3: classifier 50 epochs (the paper reports 95.2% test accuracy), K=2, L=4, "
                      "lambda=0.05; the other explainers as in the mnist paper profile",
