@@ -172,6 +172,7 @@ def _run_figures(explainer_meta: dict, saliency_arrays: dict, saliency: Saliency
 def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     """Run a suite; returns the run directory (its ``results.json`` is written last)."""
     started = time.perf_counter()
+    revision = code_revision()  # of the code that runs, not of the tree when the run ends
     suite = get_suite(config.suite)
     profile = suite.profile(config.profile)
     names = tuple(config.explainers or suite.default_explainers)
@@ -270,7 +271,7 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
                   "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in classes.items()},
                   "scoring": config.seed},
         "explainers": list(names), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
-        "code_revision": code_revision(), "versions": versions(), "device": device_info(device),
+        "code_revision": revision, "versions": versions(), "device": device_info(device),
         "data": {"source": data.source, "checksum": data.checksum, "classes": list(suite.classes),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
         "classifier": {"architecture": "GCE Table 1", **asdict(profile.classifier), **clf_record},
