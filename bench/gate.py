@@ -39,10 +39,13 @@ BASELINE_KIND = "genexbench-baseline"
 BASELINE_SCHEMA = 1
 ALPHA = 0.05  # significance level of the multi-seed test
 
-#: Default tolerances. Fractions, probabilities and correlations may move 0.03 before a run counts as
-#: worse; information flow (nats) 20%; FID 15%. Chosen from the spread of the two-seed mnist reference
-#: run (results/baselines/README.md): the seed-to-seed s.d. of these metrics is below half of this.
-DEFAULT_TOLERANCE = "0.03,information_flow*=20%,fid*=15%"
+#: Default tolerances: fractions, probabilities and correlations may move 0.03 the bad way before a run
+#: counts as worse, information flow (nats) 20%, FID 25%. The same seed on the same machine reproduces
+#: every number exactly, so an untouched re-run passes any tolerance; these leave room for another CPU.
+#: Measured (results/baselines/README.md): the mnist quick run, seed 0, on two CPU models moved removal
+#: AUCs by up to 0.015, sweep compatibility by 0.02, information flow by 0.2%, and FID by up to 21% (the
+#: exaggeration cGAN: 340.7 -> 412.1), since GAN training amplifies float differences.
+DEFAULT_TOLERANCE = "0.03,information_flow*=20%,fid*=25%"
 
 
 class UnusableInput(BenchError):
@@ -107,6 +110,14 @@ def gated_metrics(record: dict) -> dict[tuple[str, str], float | None]:
     return out
 
 
+def _devices(records: Sequence[dict]) -> list[str]:
+    out = set()
+    for rec in records:
+        d = rec["metadata"].get("device", {})
+        out.add(" ".join(str(d[k]) for k in ("type", "name", "processor", "cpu_capability") if d.get(k)))
+    return sorted(out)
+
+
 def make_baseline(records: Sequence[dict], *, tolerance: str = DEFAULT_TOLERANCE) -> dict:
     check_same_run(records)
     Tolerance.parse(tolerance)
@@ -123,7 +134,7 @@ def make_baseline(records: Sequence[dict], *, tolerance: str = DEFAULT_TOLERANCE
         "suite": meta.get("suite"), "suite_version": meta.get("suite_version"), "profile": meta.get("profile"),
         "seeds": [r["metadata"].get("seed") for r in records],
         "code_revisions": sorted({str(r["metadata"].get("code_revision")) for r in records}),
-        "devices": sorted({str(r["metadata"].get("device", {}).get("type")) for r in records}),
+        "devices": _devices(records),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "made_by": code_revision(),
         "tolerance": tolerance, "values": values,
     }
@@ -178,6 +189,7 @@ class Comparison:
     tolerance: str
     baseline_seeds: tuple
     run_seeds: tuple
+    note: str = ""
 
     @property
     def worse(self) -> list[Finding]:
@@ -189,7 +201,7 @@ class Comparison:
 
     def report(self) -> str:
         head = (f"compared {len(self.findings)} metrics: run seeds {list(self.run_seeds)} against baseline seeds "
-                f"{list(self.baseline_seeds)}, tolerance {self.tolerance!r}")
+                f"{list(self.baseline_seeds)}, tolerance {self.tolerance!r}" + (f"\n{self.note}" if self.note else ""))
         if not self.worse:
             return head + "\nno metric got worse beyond tolerance"
         return "\n".join([head, f"{len(self.worse)} metric(s) got worse:", *("  " + f.line() for f in self.worse)])
@@ -265,8 +277,12 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
         f = _decide(metric, values, now[(explainer, metric)], spec)
         findings.append(Finding(explainer, *[getattr(f, k) for k in ("metric", "baseline", "now", "allowed", "worse",
                                                                      "rule")]))
+    note = ""
+    if baseline.get("devices") and _devices(records) != baseline["devices"]:
+        note = (f"note: the baseline ran on {', '.join(baseline['devices'])}, this run on "
+                f"{', '.join(_devices(records))}: expect small differences, not exact equality")
     return Comparison(tuple(findings), spec.spec, tuple(baseline.get("seeds", ())),
-                      tuple(r["metadata"].get("seed") for r in records))
+                      tuple(r["metadata"].get("seed") for r in records), note)
 
 
 def compare(run_dirs: Sequence[str | Path], baseline_file: str | Path, *, tolerance: str | None = None) -> Comparison:

@@ -50,9 +50,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else whatever ``platform`` knows. Training on another CPU
+    model can change the numbers (other float kernels), so "same machine" needs it on the record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def device_info(device: torch.device) -> dict:
     info = {"type": device.type, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "processor": platform.processor() or "unknown"}
+            "processor": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     return info

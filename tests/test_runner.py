@@ -176,3 +176,26 @@ def test_a_fit_depends_on_its_seed_alone(tmp_path, monkeypatch, mnist38, black_b
     for part in ("encoder", "decoder"):
         assert all(torch.equal(states[0][part][k], states[1][part][k]) for k in states[0][part])
     assert runner_mod.explainer_seed(0, "gce") != runner_mod.explainer_seed(0, "svae") != runner_mod.explainer_seed(1, "svae")
+
+
+def test_several_seeds_pool_into_one_leaderboard_and_report(tiny_profile, tmp_path, mnist38):
+    """``run --seeds 0,1``: each seed its own complete run (its own black box), then mean ± s.d. beside them."""
+    from bench.cli import main
+
+    out = tmp_path / "seeds"
+    assert main(["run", "--suite", "mnist", "--profile", "tiny", "--explainers", "random,saliency", "--seeds", "0,1",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    seeds = [load_record(out / f"seed{s}") for s in (0, 1)]
+    assert [r["metadata"]["seed"] for r in seeds] == [0, 1]
+    accuracy = [r["metadata"]["classifier"]["test_accuracy"] for r in seeds]
+    assert accuracy[0] != accuracy[1]  # a black box per seed
+    board = (out / "leaderboard.md").read_text()
+    morf = [next(x["value"] for x in r["results"] if x["explainer"] == "saliency" and x["metric"] == "removal_morf_auc")
+            for r in seeds]
+    assert f"{(morf[0] + morf[1]) / 2:.4g} ± " in board and "seeds 0, 1 (mean ± s.d. over seeds)" in board
+    assert 'seed0/report.html' in (out / "report.html").read_text()
+    assert main(["baseline", str(out), "--out", str(tmp_path / "b.json")]) == 0
+    assert main(["compare", str(out), "--baseline", str(tmp_path / "b.json")]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--seeds", "1,1"])
+    assert exit_.value.code == 2
