@@ -81,7 +81,8 @@ def counterfactual_sweeps(name: str, queries: torch.Tensor, sweeps: torch.Tensor
             ax.set_title(title, fontsize=6, pad=1)
             if j == 0:
                 ax.set_ylabel(f"to {label}", fontsize=6)
-    fig.suptitle(f"{name}: query, then its sweep toward a class f does not predict (row label; above: f(x)[target])", fontsize=8)
+    fig.suptitle(f"{name}: query, then its sweep toward a class f does not predict (row label; "
+                 "above: f(x)[target])", fontsize=8)
     return _save(fig, path)
 
 
