@@ -212,27 +212,28 @@ def _mean(values: list) -> float | None:
     return sum(defined) / len(defined) if defined else None
 
 
-def _decide(metric: str, base: list, now: list, tolerance: Tolerance) -> Finding:
+def _decide(explainer: str, metric: str, base: list, now: list, tolerance: Tolerance) -> Finding:
     from scipy import stats
 
     higher = METRICS[metric].higher_is_better
     b, n = _mean(base), _mean(now)
     if b is None:  # undefined in the baseline (e.g. an FID group no explanation reached): nothing to keep
-        return Finding("", metric, None, n, None, False, "undefined in the baseline")
+        return Finding(explainer, metric, None, n, None, False, "undefined in the baseline")
     allowed = b - tolerance.allowed(metric, b) if higher else b + tolerance.allowed(metric, b)
     if n is None or any(v is None for v in now):
-        return Finding("", metric, b, n, allowed, True, "defined in the baseline, undefined now")
+        return Finding(explainer, metric, b, n, allowed, True, "defined in the baseline, undefined now")
     beyond = n < allowed if higher else n > allowed
     base_defined = [v for v in base if v is not None]
     if len(base_defined) >= 2 and len(now) >= 2:
         if max(base_defined) == min(base_defined) and max(now) == min(now):
-            return Finding("", metric, b, n, allowed, beyond, "threshold (no spread on either side: t-test undefined)")
+            return Finding(explainer, metric, b, n, allowed, beyond,
+                           "threshold (no spread on either side: t-test undefined)")
         test = stats.ttest_ind(now, base_defined, equal_var=False, alternative="less" if higher else "greater")
         p = float(test.pvalue)
         rule = f"Welch t-test, {len(now)} vs {len(base_defined)} seeds, one-sided p={p:.3g}"
-        return Finding("", metric, b, n, allowed, bool(beyond and p < ALPHA), rule + (" and beyond tolerance"
-                                                                                       if beyond else ""))
-    return Finding("", metric, b, n, allowed, beyond, "threshold")
+        rule += " and beyond tolerance" if beyond else ", within tolerance"
+        return Finding(explainer, metric, b, n, allowed, bool(beyond and p < ALPHA), rule)
+    return Finding(explainer, metric, b, n, allowed, beyond, "threshold")
 
 
 def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str | None = None) -> Comparison:
@@ -268,15 +269,14 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
     if extra:
         raise UnusableInput("the run has metrics the baseline lacks (another explainer or metric set?): "
                             + ", ".join(f"{e}/{m}" for e, m in extra[:8]) + (" ..." if len(extra) > 8 else ""))
+    errors = {r["explainer"]: r["error"] for rec in records for r in rec["results"] if "error" in r}
     findings = []
     for (explainer, metric), values in sorted(base.items()):
         if (explainer, metric) not in now:  # the explainer failed in the run: every one of its metrics is worse
             findings.append(Finding(explainer, metric, _mean(values), None, None, True,
-                                    f"the explainer failed: {next(r['error'] for rec in records for r in rec['results'] if 'error' in r and r['explainer'] == explainer)}"))
-            continue
-        f = _decide(metric, values, now[(explainer, metric)], spec)
-        findings.append(Finding(explainer, *[getattr(f, k) for k in ("metric", "baseline", "now", "allowed", "worse",
-                                                                     "rule")]))
+                                    f"the explainer failed: {errors.get(explainer, 'no value')}"))
+        else:
+            findings.append(_decide(explainer, metric, values, now[(explainer, metric)], spec))
     note = ""
     if baseline.get("devices") and _devices(records) != baseline["devices"]:
         note = (f"note: the baseline ran on {', '.join(baseline['devices'])}, this run on "

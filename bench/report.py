@@ -124,7 +124,8 @@ def _provenance(records: Sequence[dict]) -> str:
         m = rec["metadata"]
         facts = {
             "seed": m.get("seed"), "code revision": m.get("code_revision"), "finished": m.get("finished"),
-            "device": json.dumps(m.get("device")), "versions": ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+            "device": json.dumps(m.get("device")),
+            "versions": ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
             "data": f"{m.get('data', {}).get('source')} (sha256 {m.get('data', {}).get('checksum')})",
             "black box": f"test accuracy {m.get('classifier', {}).get('test_accuracy')}",
             "FID features": (m.get("fid_features") or {}).get("description", "none"),
