@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -229,7 +230,9 @@ def _decide(explainer: str, metric: str, base: list, now: list, tolerance: Toler
         if max(base_defined) == min(base_defined) and max(now) == min(now):
             return Finding(explainer, metric, b, n, allowed, beyond,
                            "threshold (no spread on either side: t-test undefined)")
-        test = stats.ttest_ind(now, base_defined, equal_var=False, alternative="less" if higher else "greater")
+        with warnings.catch_warnings():  # nearly equal samples: scipy warns of precision loss, p is still usable
+            warnings.simplefilter("ignore", RuntimeWarning)
+            test = stats.ttest_ind(now, base_defined, equal_var=False, alternative="less" if higher else "greater")
         p = float(test.pvalue)
         rule = f"Welch t-test, {len(now)} vs {len(base_defined)} seeds, one-sided p={p:.3g}"
         rule += " and beyond tolerance" if beyond else ", within tolerance"
