@@ -32,7 +32,7 @@ from typing import Sequence
 
 from bench.errors import BenchError
 from bench.leaderboard import check_same_run, run_records
-from bench.results import code_revision
+from bench.results import code_revision, device_text
 from bench.store import atomic_write_text
 from metrics import METRICS
 
@@ -113,11 +113,7 @@ def gated_metrics(record: dict) -> dict[tuple[str, str], float | None]:
 
 
 def _devices(records: Sequence[dict]) -> list[str]:
-    out = set()
-    for rec in records:
-        d = rec["metadata"].get("device", {})
-        out.add(" ".join(str(d[k]) for k in ("type", "name", "processor", "cpu_capability") if d.get(k)))
-    return sorted(out)
+    return sorted({device_text(rec["metadata"].get("device", {})) for rec in records})
 
 
 def make_baseline(records: Sequence[dict], *, tolerance: str = DEFAULT_TOLERANCE) -> dict:

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, load_record
+from bench.results import RESULTS_FILE, device_text, load_record
 from metrics import METRICS
 
 FORMATS = ("md", "csv", "html", "latex")
@@ -146,7 +146,7 @@ def footer_text(board: Board) -> str:
     first = metas[0]
     seeds = ", ".join(str(m.get("seed")) for m in metas)
     features = sorted({(m.get("fid_features") or {}).get("name", "none") for m in metas})
-    devices = sorted({_device_text(m.get("device", {})) for m in metas})
+    devices = sorted({device_text(m.get("device", {})) for m in metas})
     revisions = sorted({str(m.get("code_revision")) for m in metas})
     accuracy = [m.get("classifier", {}).get("test_accuracy") for m in metas]
     accuracy = [a for a in accuracy if a is not None]
@@ -158,12 +158,6 @@ def footer_text(board: Board) -> str:
             + ". ↑ higher is better, ↓ lower is better, no arrow: diagnostic (never marked); "
               "best mean of each column marked; n/a: capability missing, or undefined (an FID group no "
               "explanation reached).")
-
-
-def _device_text(device: dict) -> str:
-    name = device.get("name") or device.get("processor") or ""
-    return f"{device.get('type', '?')}" + (f" {name}" if name and name != "unknown" else "") + \
-        (f" ({device['threads']} threads)" if device.get("threads") else "")
 
 
 def _title(board: Board) -> str:

@@ -70,6 +70,14 @@ def device_info(device: torch.device) -> dict:
     return info
 
 
+def device_text(device: dict) -> str:
+    """One line naming a recorded device: type, GPU or CPU model, CPU kernel ISA, threads."""
+    parts = [str(device.get("type", "?"))]
+    parts += [str(device[k]) for k in ("name", "processor", "cpu_capability")
+              if device.get(k) not in (None, "", "unknown")]
+    return " ".join(parts) + (f" ({device['threads']} threads)" if device.get("threads") else "")
+
+
 def _strict(obj):
     """Make a value strict JSON: NaN/inf become None (JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
