@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     base = sub.add_parser("baseline", help="write a regression baseline from a run")
     base.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     base.add_argument("--out", type=Path, required=True, help="baseline file to write (JSON)")
-    base.add_argument("--tolerance", help="tolerance stored with the baseline (see compare); default "
-                                          "the built-in one")
+    base.add_argument("--tolerance", metavar="SPEC",
+                      help="floor/tolerance stored with the baseline (see compare); default none stored: compare "
+                           "then uses the built-in floor (>= 3 seeds) or fixed tolerance (1-2 seeds)")
 
     cmp_ = sub.add_parser("compare", help="exit 0 if no metric got worse than the baseline, 1 if any did, "
                                           "2 for unusable input")
@@ -59,7 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--baseline", type=Path, required=True, metavar="FILE")
     cmp_.add_argument("--tolerance", metavar="SPEC",
                       help="comma-separated PATTERN=VALUE (fnmatch over metric names; later wins) or VALUE; "
-                           "VALUE absolute (0.02) or relative to the baseline (10%%); default: the baseline's own")
+                           "VALUE absolute (0.02) or relative to the baseline (10%%); with a baseline of >= 3 seeds "
+                           "the floor (minimum move that counts) of the noise-calibrated rule, with fewer the fixed "
+                           "tolerance; default: the baseline's own, else the built-in one")
+    cmp_.add_argument("--detect", metavar="SIZE",
+                      help="report, per metric, the seeds per side needed to detect a change of SIZE (a spec like "
+                           "--tolerance) with 80%% power at the Holm-adjusted level; default: the floor/tolerance")
+    cmp_.add_argument("--rule", default="auto", choices=["auto", "fixed"],
+                      help="auto (default): noise-calibrated with >= 3 baseline seeds (prediction bound or Welch, "
+                           "Holm across metrics), fixed tolerance otherwise; fixed: the fixed-tolerance rule always")
     return parser
 
 
@@ -89,8 +98,8 @@ def _cmd_leaderboard(args) -> int:
 def _cmd_compare(args) -> int:
     from bench.gate import compare
 
-    comparison = compare(args.runs, args.baseline, tolerance=args.tolerance)
-    print(comparison.report())
+    comparison = compare(args.runs, args.baseline, tolerance=args.tolerance, rule=args.rule)
+    print(comparison.report(args.detect, seeds_table=True))
     return comparison.exit_code
 
 
@@ -130,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             print(write_report(args.run_dir))
             return 0
         if args.command == "baseline":
-            from bench.gate import DEFAULT_TOLERANCE, write_baseline
+            from bench.gate import write_baseline
 
-            print(write_baseline(args.runs, args.out, tolerance=args.tolerance or DEFAULT_TOLERANCE))
+            print(write_baseline(args.runs, args.out, tolerance=args.tolerance))
             return 0
         if args.command == "compare":
             return _cmd_compare(args)
