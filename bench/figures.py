@@ -37,8 +37,9 @@ def factor_bars(name: str, arrays: dict, path: Path) -> Path:
 
 @torch.no_grad()
 def latent_sweeps(explainer, classifier, images: torch.Tensor, path: Path, n_values: int = 9) -> Path:
-    """For each image (rows), each latent factor swept over [-r, r] (columns), with f's
-    probability of class 1 above every panel (GCE Fig. 3/12)."""
+    """For each image (rows), each latent factor swept over [z_d - r, z_d + r] around the image's own
+    code (columns; the centre is the reconstruction), with f's probability of class 1 above every panel
+    (GCE Fig. 3/12)."""
     split = explainer.latent_split
     r = float(explainer.settings.get("sweep_range", 3.0))
     values = torch.linspace(-r, r, n_values)

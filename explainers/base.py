@@ -117,6 +117,9 @@ class Explainer(abc.ABC):
     fit_name: ClassVar[str | None] = None
     #: settings that change explanations but not the fit (left out of the fit's cache key)
     explain_settings: ClassVar[frozenset[str]] = frozenset()
+    #: why the cascading-randomisation check cannot judge this explainer's maps (None: it can); a map
+    #: that never calls f is detected by the check itself
+    randomisation_unscorable: ClassVar[str | None] = None
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:
@@ -178,12 +181,14 @@ class Explainer(abc.ABC):
         """Images ``(N, C, H, W)`` from latents ``(N, n_latent)``."""
         raise MissingCapability(f"{self.name} has no latent capability")
 
-    def sweep_factor(self, x: torch.Tensor, factor: int, values: torch.Tensor) -> torch.Tensor:
-        """Move latent coordinate ``factor`` of each encoded ``x`` through ``values`` ``(S,)``, the
-        others kept: ``(N, S, C, H, W)``, the latent sweeps of GCE Fig. 3/4."""
+    def sweep_factor(self, x: torch.Tensor, factor: int, offsets: torch.Tensor) -> torch.Tensor:
+        """Move latent coordinate ``factor`` of each encoded ``x`` by ``offsets`` ``(S,)`` around its own
+        value, the others kept: ``(N, S, C, H, W)``, the latent sweeps of GCE Fig. 3/4. The papers move a
+        factor around the query's code (the reproducibility study writes [alpha - 3, alpha + 3]), so an
+        offset of 0 is x's reconstruction."""
         z = self.encode(x)  # (N, D)
-        zs = z.unsqueeze(1).repeat(1, len(values), 1)  # (N, S, D)
-        zs[:, :, factor] = values.to(z)
+        zs = z.unsqueeze(1).repeat(1, len(offsets), 1)  # (N, S, D)
+        zs[:, :, factor] += offsets.to(z)
         return self.decode(zs.flatten(0, 1)).unflatten(0, zs.shape[:2])
 
 

@@ -21,9 +21,12 @@ Explanations:
 
 Scaled to 28x28 for a CPU: StarGAN's generator (7x7 conv, two stride-2 downsamplings, six residual
 blocks, two upsamplings) becomes one downsampling to 14x14 and three residual blocks at 32/64
-channels, with a sigmoid output for images in [0, 1]. StarGAN's WGAN-GP loss is replaced by the
-hinge loss with a spectrally normalised discriminator (as our exaggeration explainer), which needs no
-gradient penalty and one discriminator step per generator step.
+channels, with a sigmoid output for images in [0, 1]. The ``quick`` profile replaces StarGAN's WGAN-GP
+loss by the hinge loss with a spectrally normalised discriminator (as our exaggeration explainer), which
+needs no gradient penalty and one discriminator step per generator step. ``adversarial="wgan-gp"`` (the
+``paper`` profile) is the authors' code: WGAN with gradient penalty 10 on a plain (not spectrally
+normalised) critic, classification weight 1000, similarity 100, reconstruction 0, generator lr 2e-5,
+critic lr 1e-4 (``../shared/DESIGN.md``, notes from the authors' code).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
+from bench.errors import BenchError
 from explainers.base import Capability, Explainer, minibatches, predicted_labels, register
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
@@ -77,13 +81,14 @@ class StarGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """StarGAN's PatchGAN D_src (its D_cls head removed: ``f`` plays that part), spectrally normalised."""
 
-    def __init__(self, ch: int = 32, in_ch: int = 1) -> None:
+    def __init__(self, ch: int = 32, in_ch: int = 1, spectral: bool = True) -> None:
         super().__init__()
+        sn = spectral_norm if spectral else (lambda m: m)  # WGAN-GP's critic is constrained by its penalty instead
         self.net = nn.Sequential(
-            spectral_norm(nn.Conv2d(in_ch, ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 14x14
-            spectral_norm(nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 7x7
-            spectral_norm(nn.Conv2d(2 * ch, 4 * ch, 3, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 4x4
-            spectral_norm(nn.Conv2d(4 * ch, 1, 3, padding=1)))  # a 4x4 patch of real/fake scores
+            sn(nn.Conv2d(in_ch, ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 14x14
+            sn(nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 7x7
+            sn(nn.Conv2d(2 * ch, 4 * ch, 3, stride=2, padding=1)), nn.LeakyReLU(0.01),  # 4x4
+            sn(nn.Conv2d(4 * ch, 1, 3, padding=1)))  # a 4x4 patch of real/fake scores
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(1).mean(1)
@@ -101,6 +106,16 @@ class ScoreDelta(nn.Module):
         return s.gather(1, c_o.view(-1, 1)).squeeze(1) - s.gather(1, c_t.view(-1, 1)).squeeze(1)
 
 
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator
+                     ) -> torch.Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017, Eq. 3): E[(||grad D(x_hat)||_2 - 1)^2] at random points
+    x_hat on the lines between real and generated images."""
+    eps = torch.rand(len(real), 1, 1, 1, generator=generator).to(real)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
 def random_other_class(c: torch.Tensor, n_classes: int, generator: torch.Generator) -> torch.Tensor:
     """A uniformly drawn class different from each entry of ``c``."""
     shift = torch.randint(1, n_classes, c.shape, generator=generator).to(c.device)
@@ -112,6 +127,9 @@ class GANMEX(Explainer):
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
     fit_name: ClassVar[str] = "ganmex"
     explain_settings: ClassVar[frozenset[str]] = frozenset({"ig_steps", "internal_batch_size"})
+    randomisation_unscorable: ClassVar[str | None] = (
+        "the counterfactual baseline G was fitted to f and would have to be refitted to every randomised f "
+        "(GANMEX App. B.4); at one GAN fit per layer that is too costly to score")
     defaults: dict[str, Any] = {
         "channels": 32,
         "n_res": 3,
@@ -120,7 +138,10 @@ class GANMEX(Explainer):
         "lambda_sim": 10.0,
         "steps": 3000,
         "batch_size": 32,
-        "lr": 1e-4,  # StarGAN: Adam(1e-4, beta1 0.5, beta2 0.999)
+        "lr": 1e-4,  # StarGAN: Adam(1e-4, beta1 0.5, beta2 0.999); the generator's
+        "lr_d": None,  # the discriminator's; None: as the generator's
+        "adversarial": "hinge",  # or "wgan-gp" (StarGAN and the authors' code)
+        "lambda_gp": 10.0,  # gradient penalty weight (wgan-gp only)
         "ig_steps": 50,  # the paper: 200 (the paper profile)
         "internal_batch_size": 1000,
     }
@@ -131,7 +152,9 @@ class GANMEX(Explainer):
         s = self.settings
         self.n_classes = int(getattr(classifier, "n_classes"))
         self.generator = StarGenerator(self.n_classes, int(s["channels"]), int(s["n_res"])).to(self.device)
-        self.discriminator = PatchDiscriminator(int(s["channels"])).to(self.device)
+        if s["adversarial"] not in ("hinge", "wgan-gp"):
+            raise BenchError(f"{self.name}: adversarial must be 'hinge' or 'wgan-gp', not {s['adversarial']!r}")
+        self.discriminator = PatchDiscriminator(int(s["channels"]), spectral=s["adversarial"] == "hinge").to(self.device)
         self.generator.eval()
 
     # -- fit --------------------------------------------------------------------------------
@@ -148,7 +171,7 @@ class GANMEX(Explainer):
         s = self.settings
         labels = predicted_labels(self.classifier, train_images, self.device)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr_d"] or s["lr"], betas=(0.5, 0.999))
         self.generator.train()
         self.discriminator.train()
         steps, history = int(s["steps"]), []
@@ -159,7 +182,11 @@ class GANMEX(Explainer):
             # discriminator: real images vs translations
             with torch.no_grad():
                 fake = self.generator(x, c_t)
-            d_loss = discriminator_hinge_loss(self.discriminator(x), self.discriminator(fake))
+            if s["adversarial"] == "hinge":
+                d_loss = discriminator_hinge_loss(self.discriminator(x), self.discriminator(fake))
+            else:  # WGAN-GP critic: E[D(fake)] - E[D(real)] + lambda_gp * penalty
+                d_loss = (self.discriminator(fake).mean() - self.discriminator(x).mean()
+                          + s["lambda_gp"] * gradient_penalty(self.discriminator, x, fake, generator))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()

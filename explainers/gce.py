@@ -7,8 +7,10 @@ factors beta, trained to maximise (Eq. 3)
 
 so that moving alpha changes the classifier's output while beta only changes
 style. Networks: GCE Table 2 (encoder/decoder for 28x28). As in the authors'
-code, the VAE term is (summed squared error + KL) / batch, and Adam updates the
-encoder and decoder only; the classifier is frozen and in eval mode.
+code, the VAE term is (summed squared error + KL) / batch, and Adam (beta1 = 0.5,
+beta2 = 0.999) updates the encoder and decoder only; the classifier is frozen and
+in eval mode. Latent sweeps move a factor around the query's own code, as the
+authors' ``explain`` (z_d + offset).
 
 Unlike the authors' code, explanations (sweeps, saliency, accuracy drop) use
 the posterior *mean* of z, not a sample, so they are not noisy.
@@ -105,7 +107,7 @@ class GCE(Explainer):
             log: Callable[[str], None] = print) -> dict:
         s, split = self.settings, self.latent_split
         params = itertools.chain(self.encoder.parameters(), self.decoder.parameters())
-        opt = torch.optim.Adam(params, lr=s["lr"])
+        opt = torch.optim.Adam(params, lr=s["lr"], betas=(0.5, 0.999))  # the authors' GCE.train: b1=0.5, b2=0.999
         self.encoder.train()
         self.decoder.train()
         steps, history = int(s["steps"]), []
@@ -172,7 +174,7 @@ class GCE(Explainer):
         return self.decode(zs.flatten(0, 1)).unflatten(0, zs.shape[:2])
 
     def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """|g(alpha+) - g(alpha-)| summed over causal factors, beta kept at x's encoding."""
+        """|g(alpha_d + r) - g(alpha_d - r)| summed over causal factors d, around x's own code (beta kept)."""
         k, r = self.latent_split.n_causal, float(self.settings["sweep_range"])
         values = torch.tensor([-r, r])
         maps = [self.sweep_factor(x, i, values) for i in range(k)]  # each (N, 2, 1, 28, 28)

@@ -102,6 +102,7 @@ class SupervisedVAE(Explainer):
         "sweep_range": 3.0,  # latent sweeps of single factors: +-3 prior std
         "saliency_samples": 16,  # GradientShap samples per image (Fig. 6)
         "saliency_stdev": 0.1,  # GradientShap input noise
+        "saliency_invariants": 4,  # generated invariant samples x~ per image whose Eq. 9 maps are averaged (Fig. 6: 3)
     }
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
@@ -202,19 +203,35 @@ class SupervisedVAE(Explainer):
         mu, logvar = self.encoders.q_x(self.encoders.trunk(x_tilde))
         return gaussian_kl(mu_ref, logvar_ref, mu[:, :k], logvar[:, :k])
 
-    def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """GradientShap attribution of Eq. 9 (k = 1) at x itself, against a black image (Fig. 6).
+    def invariant_samples(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Generated invariant samples of x (Section 2): x's z1 kept at q(z|x)'s mean, z2 redrawn from the
+        prior N(0, I) and decoded; ``(N, n, C, H, W)``."""
+        k = self.latent_split.n_causal
+        z = self.encode(x)  # (N, D)
+        zs = z.unsqueeze(1).repeat(1, n, 1)  # (N, n, D)
+        zs[:, :, k:] = torch.randn(zs[:, :, k:].shape, generator=generator).to(zs)
+        return self.decode(zs.flatten(0, 1)).unflatten(0, zs.shape[:2])
 
-        The attributions sum to about d(x, x) - d(x, black) = -d(x, black): a pixel's share of what
-        makes x's class code differ from a blank image's. Returned negated, so larger = more relevant.
-        Eq. 9 compares x's own code, so ``target`` does not enter.
+    def saliency(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """GradientShap attribution of Eq. 9 (k = 1) as a function of generated invariant samples x~ of x,
+        x held fixed (Section 3.1.1, Fig. 6), against a black image; the mean over
+        ``saliency_invariants`` samples.
+
+        At an invariant sample d(x, x~) is ~0, so the attributions sum to about -d(x, black): a pixel's
+        share of what keeps x~'s class code at x's rather than a blank image's. Returned negated, so
+        larger = more relevant. Eq. 9 compares x's own code, so ``target`` does not enter. The samples
+        (z2 draws) and GradientShap's draws are seeded: the same map every call.
         """
         k, s = self.latent_split.n_causal, self.settings
+        n_inv = int(s["saliency_invariants"])
         x = x.to(self.device)
         with torch.no_grad():
             mu, logvar = self.encoders.q_x(self.encoders.trunk(x))
+            x_tilde = self.invariant_samples(x, n_inv, torch.Generator().manual_seed(0)).flatten(0, 1)  # (N*n, C, H, W)
+        mu_ref = mu[:, :k].repeat_interleave(n_inv, 0)  # x's code, once per invariant sample
+        logvar_ref = logvar[:, :k].repeat_interleave(n_inv, 0)
         with fixed_randomness(0, self.device):  # GradientShap draws points and noise: same map every call
             attr = GradientShap(self.divergence).attribute(
-                x, baselines=torch.zeros_like(x[:1]), n_samples=int(s["saliency_samples"]),
-                stdevs=float(s["saliency_stdev"]), additional_forward_args=(mu[:, :k], logvar[:, :k]))
-        return -attr.detach()
+                x_tilde, baselines=torch.zeros_like(x[:1]), n_samples=int(s["saliency_samples"]),
+                stdevs=float(s["saliency_stdev"]), additional_forward_args=(mu_ref, logvar_ref))
+        return -attr.detach().unflatten(0, (len(x), n_inv)).mean(1)

@@ -86,3 +86,27 @@ def test_attributions_add_up_to_the_score_delta_from_the_counterfactual(fitted, 
     tolerance = 0.05 if variant == "ganmex_ig" else 0.25
     assert torch.allclose(total, expected, rtol=tolerance, atol=0.05), (total, expected)
     assert float(expected.min()) > 0  # f prefers c_o on x over its counterfactual
+
+
+def test_gradient_penalty_closed_form_and_the_paper_profiles_wgan_gp_fit(mnist38, black_box):
+    from torch import nn
+
+    from bench.suites import SUITES
+    from explainers.ganmex import gradient_penalty
+
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(784, 1, bias=False))  # D(x) = w.x: |grad| = |w| everywhere
+    with torch.no_grad():
+        critic[1].weight.fill_(0.1)
+    real, fake = torch.rand(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    penalty = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    assert float(penalty.detach()) == pytest.approx((0.1 * 28 - 1) ** 2, rel=1e-5)
+    # the paper profile is the authors' code: WGAN-GP on a plain critic with their loss weights
+    paper = SUITES["mnist"].profile("paper").explainers["ganmex_ig"]
+    assert (paper["adversarial"], paper["lambda_cls"], paper["lambda_sim"], paper["lambda_rec"], paper["lr"],
+            paper["lr_d"]) == ("wgan-gp", 1000.0, 100.0, 0.0, 2e-5, 1e-4)
+    explainer = EXPLAINERS.get("ganmex_ig")(black_box, {**paper, "steps": 3, "channels": 8, "n_res": 1})
+    assert not any("weight_orig" in n for n, _ in explainer.discriminator.named_parameters())  # no spectral norm
+    record = explainer.fit(mnist38.train.images[:200], generator=torch.Generator().manual_seed(0), log=lambda m: None)
+    assert record["steps"] == 3 and all(torch.isfinite(torch.tensor(v)) for v in record.values())
+    with pytest.raises(Exception, match="adversarial"):
+        EXPLAINERS.get("ganmex_ig")(black_box, {"adversarial": "lsgan"})
