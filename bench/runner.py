@@ -104,19 +104,21 @@ def explainer_seed(seed: int, name: str) -> int:
 
 
 def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, device: torch.device,
-                log: Callable[[str], None]) -> tuple[SweepSetup, dict]:
+                log: Callable[[str], None], fid_samples: int = 1000) -> tuple[SweepSetup, dict]:
     """The queries, real images and FID feature extractor every sweep-capable explainer is scored on."""
     extractor, record = feature_extractor(config.fid_features, data.name, data_root=config.data_root,
                                           device=device, log=log, inception_weights=config.inception_weights)
-    real = data.test.images
+    queries, real = data.test.images[:n_queries], data.test.images[n_queries:]  # FID's reference: not the queries
     positive = data.n_classes - 1
     with torch.no_grad():
         real_positive = torch.cat([classifier(real[i:i + 1024].to(device))[:, positive].cpu()
                                    for i in range(0, len(real), 1024)])
-    setup = SweepSetup(queries=real[:n_queries], real_features=extract_features(extractor, real),
-                       real_positive=real_positive, extractor=extractor, positive_class=positive)
+    setup = SweepSetup(queries=queries, real_features=extract_features(extractor, real),
+                       real_positive=real_positive, extractor=extractor, positive_class=positive,
+                       fid_samples=fid_samples, class_ids=tuple(int(c) for c in data.classes))
     record = {**record, "positive_class": positive, "positive_class_id": data.classes[positive],
-              "n_queries": len(setup.queries), "n_steps": setup.n_steps, "n_real": len(real)}
+              "n_queries": len(setup.queries), "n_steps": setup.n_steps, "n_real": len(real),
+              "fid_samples": setup.fid_samples, "fid_generated_steps": f"1..{setup.n_steps - 1}"}
     log(f"[features] FID features: {record['name']}" + (f" (val accuracy {record['val_accuracy']:.4f})"
                                                          if "val_accuracy" in record else ""))
     return setup, record
@@ -202,7 +204,8 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     setup, features_record = None, None
     if any(Capability.SWEEP in cls.capabilities for cls in classes.values()):
         t = time.perf_counter()
-        setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device, log)
+        setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device, log,
+                                             fid_samples=profile.fid_samples)
         timings["features_seconds"] = time.perf_counter() - t
 
     saliency = None

@@ -19,9 +19,9 @@ from metrics import METRICS
 from metrics.accuracy_drop import accuracy_drop
 from metrics import sweep as sweep_metrics
 from metrics.fid import extract_features, frechet_distance
-from metrics.information_flow import information_flow, information_flow_per_factor
+from metrics.information_flow import information_flow, information_flow_per_factor, marginal_quantile_map
 from metrics.invariance import invariance_curve
-from metrics.saliency import cascading_randomisation, gini, removal_curves
+from metrics.saliency import cascading_randomisation_scores, gini, input_support, removal_curves
 
 #: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
@@ -44,40 +44,63 @@ def _sync(device: torch.device) -> None:
 @torch.no_grad()
 def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torch.Tensor], val: Split, *,
                  n_alpha: int, n_beta: int, seed: int, device: torch.device) -> tuple[list[dict], dict]:
-    """Information flow (joint and per factor) and accuracy drop of a latent explainer.
+    """Information flow (joint and per factor) and accuracy drop of a latent explainer, probed from its
+    prior N(0, I) and from its aggregate posterior (the codes of the validation images), each in its own
+    column.
 
-    Returns the rows and the per-factor arrays (for figures).
+    Information flow is reported jackknife-corrected over the beta draws (the plug-in's bias of about
+    (M-1)/(2 N_beta) would otherwise be the whole of a noncausal flow); the plug-in values of the joint
+    flows stay as diagnostics. Returns the rows and the per-factor arrays (for figures).
     """
     split, name = explainer.latent_split, explainer.name
     k, l = split.n_causal, split.n_noncausal
     gen = lambda offset: torch.Generator().manual_seed(seed * 1000 + offset)  # noqa: E731
     rows: list[dict] = []
+    images, labels = val.images.to(device), val.labels.to(device)
+    codes = torch.cat([explainer.encode(images[i:i + 1024]) for i in range(0, len(images), 1024)])  # (N, D)
+    to_posterior = marginal_quantile_map(codes)
+    # I(beta; Y): the same estimator with beta in the leading (causal) slots
+    beta_first = lambda decode: (lambda z: decode(torch.cat([z[:, l:], z[:, :l]], dim=1)))  # noqa: E731
+    decoders = {"": explainer.decode, "_posterior": lambda z: explainer.decode(to_posterior(z))}
 
-    _sync(device)
-    start = time.perf_counter()
-    joint = information_flow(explainer.decode, classifier, k, l, n_alpha, n_beta, generator=gen(1), device=device)
-    _sync(device)
-    rows.append(row(name, "information_flow_seconds", time.perf_counter() - start))
-    rows.append(row(name, "information_flow", joint))
-
-    if l > 0:
-        # I(beta; Y): the same estimator with beta in the leading (causal) slots
-        beta_first = lambda z: explainer.decode(torch.cat([z[:, l:], z[:, :l]], dim=1))  # noqa: E731
-        rows.append(row(name, "information_flow_noncausal",
-                        information_flow(beta_first, classifier, l, k, n_alpha, n_beta, generator=gen(2),
-                                         device=device)))
+    for suffix, decode in decoders.items():
+        flows = {}
+        for correction in ("jackknife", "none"):
+            _sync(device)
+            start = time.perf_counter()
+            flows[correction] = information_flow(decode, classifier, k, l, n_alpha, n_beta, generator=gen(1),
+                                                 device=device, bias_correction=correction)
+            _sync(device)
+            if suffix == "" and correction == "jackknife":
+                rows.append(row(name, "information_flow_seconds", time.perf_counter() - start))
+        rows.append(row(name, f"information_flow{suffix}", flows["jackknife"]))
+        if suffix == "":
+            rows.append(row(name, "information_flow_plugin", flows["none"]))
+        if l > 0:
+            for correction in ("jackknife", "none"):
+                value = information_flow(beta_first(decode), classifier, l, k, n_alpha, n_beta, generator=gen(2),
+                                         device=device, bias_correction=correction)
+                if correction == "jackknife":
+                    rows.append(row(name, f"information_flow_noncausal{suffix}", value))
+                elif suffix == "":
+                    rows.append(row(name, "information_flow_noncausal_plugin", value))
 
     per_factor = information_flow_per_factor(explainer.decode, classifier, split.n_latent, n_alpha, n_beta,
-                                             generator=gen(3), device=device)
+                                             generator=gen(3), device=device, bias_correction="jackknife")
     names = split.names()
     rows += [row(name, "information_flow_factor", v, names[d]) for d, v in enumerate(per_factor.tolist())]
 
-    drop = accuracy_drop(explainer.encode, explainer.decode, classifier, val.images.to(device),
-                         val.labels.to(device), generator=gen(4))
-    rows.append(row(name, "reencoded_accuracy", drop.reencoded))
-    rows.append(row(name, "accuracy_drop_causal", drop.drop[:k].mean()))
-    if l > 0:
-        rows.append(row(name, "accuracy_drop_noncausal", drop.drop[k:].max()))
+    drops = {}
+    for suffix, resample in (("", "prior"), ("_posterior", "posterior")):
+        drop = accuracy_drop(explainer.encode, explainer.decode, classifier, images, labels, generator=gen(4),
+                             resample=resample)
+        drops[resample] = drop
+        if suffix == "":
+            rows.append(row(name, "reencoded_accuracy", drop.reencoded))
+        rows.append(row(name, f"accuracy_drop_causal{suffix}", drop.drop[:k].mean()))  # mean over causal factors
+        if l > 0:
+            rows.append(row(name, f"accuracy_drop_noncausal{suffix}", drop.drop[k:].max()))  # the worst noncausal
+    drop = drops["prior"]
     rows += [row(name, "accuracy_drop_factor", v, names[d]) for d, v in enumerate(drop.drop.tolist())]
     arrays = {"factor_names": names, "n_causal": k, "information_flow": per_factor.cpu(),
               "accuracy_drop": drop.drop.cpu(), "original_accuracy": drop.original, "reencoded_accuracy": drop.reencoded}
@@ -109,21 +132,62 @@ def score_invariance(explainer: Explainer, classifier, test: Split, *, seed: int
 
 @dataclass
 class SweepSetup:
-    """What every sweep-capable explainer is scored on (the same for all of them in a run)."""
+    """What every sweep-capable explainer is scored on (the same for all of them in a run).
+
+    FID's reference set is the test images that are not queries: no FID input is a reference image or a
+    query (DESIGN.md, "Metric protocols").
+    """
 
     queries: torch.Tensor  # (N, C, H, W) test images to explain
-    real_features: torch.Tensor  # features of the real test images FID compares with
-    real_positive: torch.Tensor  # f(real)[positive class]
+    real_features: torch.Tensor  # (R, D) features of FID's reference images (test images, queries excluded)
+    real_positive: torch.Tensor  # (R,) f(reference)[positive class]
     extractor: torch.nn.Module
     positive_class: int
     n_steps: int = 11
     batch_size: int = 100
+    fid_samples: int = 1000  # generated images per FID group, the same for every explainer
+    class_ids: tuple[int, ...] | None = None  # the dataset label of each of f's classes (independent validity)
+    fid_seed: int = 0  # which generated images a group's subsample keeps
+
+
+def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup: SweepSetup, name: str
+                 ) -> tuple[list[dict], dict]:
+    """FID of generated images against the reference images, overall and by the exaggeration paper's
+    groups (Table 1: f(x)[positive class] in [0.9, 1] "present", [0, 0.1] "absent").
+
+    Every explainer's group is a random subsample of exactly ``setup.fid_samples`` generated images, since
+    FID's bias grows as the sample shrinks; an explainer with fewer images in a group (or a group with
+    fewer than the feature dimension + 1 images on either side, where the covariance is singular) gets
+    ``None`` with the counts in the note, not a number.
+    """
+    rows, counts = [], {}
+    need = max(setup.fid_samples, fake_features.shape[1] + 1)
+    gen = torch.Generator().manual_seed(setup.fid_seed)
+    for metric, (lo, hi) in FID_GROUPS.items():
+        in_fake = ((fake_positive >= lo) & (fake_positive <= hi)).nonzero().flatten()
+        in_real = (setup.real_positive >= lo) & (setup.real_positive <= hi)
+        n_fake, n_real = len(in_fake), int(in_real.sum())
+        counts[metric] = {"generated": n_fake, "real": n_real, "used": 0}
+        if n_fake >= need and n_real > fake_features.shape[1]:
+            keep = in_fake[torch.randperm(n_fake, generator=gen)[:setup.fid_samples]]
+            counts[metric]["used"] = len(keep)
+            rows.append(row(name, metric, frechet_distance(fake_features[keep], setup.real_features[in_real])))
+        else:  # too few to compare on the same footing: undefined, not a number from a smaller sample
+            rows.append(row(name, metric, None, note=f"{n_fake} generated (need {need}) and {n_real} reference "
+                                                     f"images with f(x)[positive] in [{lo}, {hi}]"))
+    return rows, counts
 
 
 @torch.no_grad()
 def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device: torch.device
                  ) -> tuple[list[dict], dict]:
-    """Sweep faithfulness (metrics.sweep) and FID by group (metrics.fid) of an explainer's counterfactual sweeps."""
+    """Sweep faithfulness (metrics.sweep) and FID by group (metrics.fid) of an explainer's counterfactual sweeps.
+
+    FID reads only what the explainer generates: steps 1..S-1 of every sweep, never step 0 (the query, or
+    its reconstruction). Validity is judged twice: by ``f``, and by the FID feature network's own head (a
+    classifier the explainers never trained against; explainers optimised against ``f`` can win f's verdict
+    with adversarial edits).
+    """
     name, s = explainer.name, setup.n_steps
     queries = setup.queries.to(device)
     probs0 = classifier(queries)
@@ -149,20 +213,21 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
             row(name, "sweep_monotonicity", sweep_metrics.monotonicity(target_probs)),
             row(name, "sweep_proximity", sweep_metrics.proximity(setup.queries[index], images[:, -1])),
             row(name, "sweep_seconds", seconds)]
+    head = getattr(setup.extractor, "head", None)
+    if head is not None and setup.class_ids is not None:
+        ends = images[:, -1]
+        verdict = torch.cat([setup.extractor(ends[i:i + 512].to(next(setup.extractor.parameters()).device)).cpu()
+                             for i in range(0, len(ends), 512)])  # (N, 10) the feature net's own classes
+        wanted = torch.tensor(setup.class_ids)[target]  # the dataset label of each sweep's target
+        rows.append(row(name, "sweep_validity_independent", sweep_metrics.validity(verdict, wanted)))
+    else:
+        rows.append(row(name, "sweep_validity_independent", None,
+                        note="the FID feature extractor has no classification head of the suite's dataset"))
 
-    fake = images.flatten(0, 1)
-    fake_positive = probs[..., setup.positive_class].flatten()
-    fake_features = extract_features(setup.extractor, fake)
-    counts = {}
-    for metric, (lo, hi) in FID_GROUPS.items():
-        in_fake = (fake_positive >= lo) & (fake_positive <= hi)
-        in_real = (setup.real_positive >= lo) & (setup.real_positive <= hi)
-        counts[metric] = {"generated": int(in_fake.sum()), "real": int(in_real.sum())}
-        if counts[metric]["generated"] >= 2 and counts[metric]["real"] >= 2:
-            rows.append(row(name, metric, frechet_distance(fake_features[in_fake], setup.real_features[in_real])))
-        else:  # no explanation reached the group: the distance is undefined, not zero
-            rows.append(row(name, metric, None, note=f"{counts[metric]['generated']} generated and "
-                                                     f"{counts[metric]['real']} real images in [{lo}, {hi}]"))
+    generated = images[:, 1:].flatten(0, 1)  # (N * (S - 1), C, H, W): step 0 is the query or its reconstruction
+    fake_positive = probs[:, 1:, setup.positive_class].flatten()
+    fid_rows, counts = fid_by_group(extract_features(setup.extractor, generated), fake_positive, setup, name)
+    rows += fid_rows
     arrays = {"requested": requested, "obtained": target_probs, "fid_counts": counts, "n_sweeps": len(index),
               "sweep_images": images, "sweep_index": index, "sweep_target": target}
     return rows, arrays
@@ -171,8 +236,9 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
 @torch.no_grad()
 def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor, *, n_steps: int = 11,
                         sweep_range: float = 3.0, device: torch.device) -> list[dict]:
-    """Change of ``f`` along a sweep of each latent factor over [-r, r] (GCE Fig. 3/4), per factor and
-    for the noncausal factors together (should be ~0)."""
+    """Change of ``f`` along a sweep of each latent factor over [z_d - r, z_d + r] around each query's own
+    code (GCE Fig. 3/4; the reproducibility study's [alpha - 3, alpha + 3]), per factor and for the
+    noncausal factors together (should be ~0)."""
     split, name = explainer.latent_split, explainer.name
     queries = queries.to(device)
     reference = classifier(explainer.decode(explainer.encode(queries)))
@@ -196,6 +262,7 @@ class SaliencySetup:
     images: torch.Tensor  # (N, C, H, W) test images whose maps are scored
     labels: torch.Tensor  # (N,) f's predicted classes: what each map explains
     n_randomisation: int = 20  # images of the cascading-randomisation check
+    n_tie_orders: int = 5  # random orders of tied pixels the removal curves are averaged over
 
 
 @contextlib.contextmanager
@@ -212,7 +279,15 @@ def explaining(explainer: Explainer, classifier) -> Iterator[None]:
 def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, seed: int, device: torch.device
                    ) -> tuple[list[dict], dict]:
     """Removal curves and their areas, Gini sparsity (metrics.saliency) and the cascading-randomisation
-    check of an explainer's saliency maps of ``f``'s predicted class."""
+    check of an explainer's saliency maps of ``f``'s predicted class.
+
+    Removal curves follow the exaggeration paper's protocol (Sec. 4.3, Fig. 4c): pixels ranked by the
+    positive part of the map, so signed and unsigned maps are scored on one footing, averaged over
+    ``setup.n_tie_orders`` random orders of tied pixels (their spread is reported beside each area).
+    The randomisation check correlates the maps on the input's support (Adebayo et al. 2018), |map| and
+    signed; it is ``None`` with a note for a map that never calls f (identical under every randomised f)
+    and for an explainer that declares why it cannot be judged (GANMEX: its baseline would need refitting).
+    """
     name = explainer.name
     images, labels = setup.images.to(device), setup.labels.to(device)
     _sync(device)
@@ -220,31 +295,54 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
     maps = explainer.saliency(images, labels).detach()
     _sync(device)
     seconds = (time.perf_counter() - start) / len(images)
-    curves = removal_curves(classifier, images, maps, labels, generator=torch.Generator().manual_seed(seed * 1000 + 6))
+    curves = removal_curves(classifier, images, maps, labels, generator=torch.Generator().manual_seed(seed * 1000 + 6),
+                            relevance="positive", n_tie_orders=setup.n_tie_orders)
     rows = [row(name, "removal_morf_auc", curves.morf_auc), row(name, "removal_lerf_auc", curves.lerf_auc),
             row(name, "removal_gap", curves.gap),
-            row(name, "removal_morf_probability_auc",
-                float(torch.trapezoid(curves.morf_probability, curves.fractions))),
+            row(name, "removal_morf_probability_auc", curves.morf_probability_auc),
+            row(name, "removal_morf_auc_tie_sd", curves.morf_auc_sd),
+            row(name, "removal_lerf_auc_tie_sd", curves.lerf_auc_sd),
+            row(name, "removal_gap_tie_sd", curves.gap_sd),
             row(name, "saliency_gini", gini(maps).mean()), row(name, "saliency_seconds", seconds)]
     network = getattr(classifier, "network", None)
     randomisation = []
-    if network is not None and setup.n_randomisation > 0:
+    check = ("randomisation_correlation", "randomisation_correlation_signed", "randomisation_correlation_all_pixels")
+    if explainer.randomisation_unscorable:
+        rows += [row(name, metric, None, note=explainer.randomisation_unscorable) for metric in check]
+    elif network is None or setup.n_randomisation <= 0:
+        rows += [row(name, metric, None, note="the black box exposes no network whose layers can be re-initialised")
+                 for metric in check]
+    else:
         sub_x, sub_y = images[:setup.n_randomisation], labels[:setup.n_randomisation]
+        seen: list[torch.Tensor] = []
 
         def maps_of(net):
             with explaining(explainer, type(classifier)(net, classifier.n_classes)):
-                return explainer.saliency(sub_x, sub_y).detach()
+                seen.append(explainer.saliency(sub_x, sub_y).detach())
+            return seen[-1]
 
-        randomisation = [(layer, float(c.mean())) for layer, c in cascading_randomisation(network, maps_of, seed=seed)]
-        rows.append(row(name, "randomisation_correlation", randomisation[-1][1]))
-    else:
-        rows.append(row(name, "randomisation_correlation", None,
-                        note="the black box exposes no network whose layers can be re-initialised"))
+        layers = cascading_randomisation_scores(network, maps_of, input_support(sub_x, maps[:setup.n_randomisation]),
+                                                seed=seed)
+        if all(torch.equal(seen[0], m) for m in seen[1:]):  # the same map whatever f is: it never calls f
+            rows += [row(name, metric, None, note="the map never calls f (identical under every randomised f): "
+                                                  "a check of its dependence on f does not apply") for metric in check]
+        else:
+            last = layers[-1]  # every layer re-initialised
+            rows += [row(name, "randomisation_correlation", _nanmean(last.absolute_support)),
+                     row(name, "randomisation_correlation_signed", _nanmean(last.signed_support)),
+                     row(name, "randomisation_correlation_all_pixels", _nanmean(last.absolute_all))]
+            randomisation = [(layer.layer, _nanmean(layer.absolute_support)) for layer in layers]
     arrays = {"maps": maps[:8].cpu(), "fractions": curves.fractions.tolist(),
               "morf_accuracy": curves.morf_accuracy.tolist(), "lerf_accuracy": curves.lerf_accuracy.tolist(),
               "morf_probability": curves.morf_probability.tolist(),
               "lerf_probability": curves.lerf_probability.tolist(), "randomisation": randomisation}
     return rows, arrays
+
+
+def _nanmean(values: torch.Tensor) -> float | None:
+    """Mean over the images with a defined value (a correlation on fewer than 3 support pixels is NaN)."""
+    finite = values[~torch.isnan(values)]
+    return float(finite.mean()) if len(finite) else None
 
 
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,

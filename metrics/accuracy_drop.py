@@ -1,7 +1,8 @@
 """Accuracy drop when one latent factor is removed (GCE Fig. 5b).
 
 Validation images are encoded (posterior means), one latent coordinate is
-replaced by a fresh draw from its prior N(0, 1), the latents are decoded and
+replaced by a fresh draw from its prior N(0, 1) (or, ``resample="posterior"``,
+by another image's code of that coordinate), the latents are decoded and
 classified by ``f``. The drop is measured against the *re-encoded* accuracy
 (images encoded and decoded unchanged), so the VAE's own reconstruction error
 is not charged to the factor. A causal factor should drop accuracy a lot
@@ -29,12 +30,18 @@ class AccuracyDrop:
 @torch.no_grad()
 def accuracy_drop(encode: Callable[[torch.Tensor], torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
                   classify: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-                  *, generator: torch.Generator | None = None, chunk_size: int = 256) -> AccuracyDrop:
+                  *, generator: torch.Generator | None = None, chunk_size: int = 256,
+                  resample: str = "prior") -> AccuracyDrop:
     """Per-factor accuracy drop of ``classify`` on ``images`` (N, C, H, W) with ``labels`` (N,).
 
+    ``resample``: where the replaced factor is drawn from. ``"prior"`` (GCE Fig. 5b): N(0, 1).
+    ``"posterior"``: the aggregate posterior, i.e. the same factor's code of another image of the
+    batch (a random permutation per factor), for a model whose codes do not fill its prior.
     All N * D modified latents are decoded and classified in one batched pass
     (in chunks of ``chunk_size``).
     """
+    if resample not in ("prior", "posterior"):
+        raise ValueError(f"resample must be 'prior' or 'posterior', got {resample!r}")
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError("images and labels must be non-empty and of the same length")
     device = labels.device
@@ -45,7 +52,11 @@ def accuracy_drop(encode: Callable[[torch.Tensor], torch.Tensor], decode: Callab
                           for i in range(0, n, chunk_size)]) == labels_dev
     reencoded = classify_latents(decode, classify, z, chunk_size).argmax(-1) == labels_dev
     resampled = z.unsqueeze(0).repeat(d, 1, 1)  # (D, N, D): block d has factor d redrawn
-    draws = torch.randn((d, n), generator=generator).to(z.device)
+    if resample == "prior":
+        draws = torch.randn((d, n), generator=generator).to(z.device)
+    else:  # factor f of image i takes factor f's code of image perm_f[i]
+        perm = torch.rand((d, n), generator=generator).argsort(1).to(z.device)  # (D, N) a permutation per factor
+        draws = z.T.gather(1, perm)
     factor = torch.arange(d, device=z.device)
     resampled[factor, :, factor] = draws
     correct = classify_latents(decode, classify, resampled.flatten(0, 1), chunk_size).argmax(-1)
