@@ -116,8 +116,13 @@ def build_board(records: Sequence[dict], *, factors: bool = False) -> Board:
         values = mean[column].dropna()
         if info is None or info.higher_is_better is None or len(values) < 2:
             continue
-        target = values.max() if info.higher_is_better else values.min()
-        best[column] = [e for e, v in values.items() if math.isclose(v, target, rel_tol=1e-12, abs_tol=0.0)]
+        noise = _noise(mean, spread, column).reindex(values.index)
+        leader = values.idxmax() if info.higher_is_better else values.idxmin()
+        # the best, and every explainer whose difference from it lies inside either one's spread over seeds
+        # or tie orders: a tie, not a win (DESIGN.md, "Metric protocols")
+        best[column] = [e for e, v in values.items()
+                        if math.isclose(v, values[leader], rel_tol=1e-12, abs_tol=0.0)
+                        or abs(v - values[leader]) <= max(noise[leader], noise[e])]
     errors = {}
     for rec in records:
         for r in rec["results"]:
@@ -125,6 +130,15 @@ def build_board(records: Sequence[dict], *, factors: bool = False) -> Board:
                 errors.setdefault(r["explainer"], f"seed {rec['metadata'].get('seed')}: {r['error']}")
     return Board(mean=mean, spread=spread, count=count.fillna(0).astype(int), best=best, errors=errors,
                  records=tuple(records))
+
+
+def _noise(mean: pd.DataFrame, spread: pd.DataFrame, column: str) -> pd.Series:
+    """Per explainer, the spread a column's mean carries: the s.d. over seeds and, where the metric has one
+    (removal curves), the s.d. over random tie orders, combined in quadrature; 0 where neither is known."""
+    seeds = spread[column].fillna(0.0)
+    tie_column = column.replace(column_metric(column), column_metric(column) + "_tie_sd", 1).split(" ")[0]
+    ties = mean[tie_column].fillna(0.0) if tie_column in mean.columns else 0.0 * seeds
+    return (seeds.pow(2) + ties.pow(2)).pow(0.5)
 
 
 def _number(value: float) -> str:
@@ -156,8 +170,9 @@ def footer_text(board: Board) -> str:
             f"device: {', '.join(devices)}; code {', '.join(revisions)}"
             + (f"; black box test accuracy {sum(accuracy) / len(accuracy):.4f}" if accuracy else "")
             + ". ↑ higher is better, ↓ lower is better, no arrow: diagnostic (never marked); "
-              "best mean of each column marked; n/a: capability missing, or undefined (an FID group no "
-              "explanation reached).")
+              "best mean of each column marked, with every explainer tied with it (a difference inside either "
+              "one's spread over seeds or over random tie orders); n/a: capability missing, or undefined (an FID "
+              "group without enough generated images, a randomisation check of a map that never calls f).")
 
 
 def _title(board: Board) -> str:
@@ -189,12 +204,13 @@ def to_markdown(board: Board, *, title: str | None = None, footer: bool = True) 
 def to_csv(board: Board) -> str:
     """Numbers stay numbers: a mean column per metric, a ``<column> sd`` column beside it with several
     seeds, ``n_seeds``, and ``best_in`` naming the columns where the explainer has the best mean."""
-    out = pd.DataFrame(index=board.mean.index)
-    out.index.name = "explainer"
+    columns = {}
     for column in board.mean.columns:
-        out[column] = board.mean[column]
+        columns[column] = board.mean[column]
         if board.n_seeds > 1:
-            out[f"{column} sd"] = board.spread[column]
+            columns[f"{column} sd"] = board.spread[column]
+    out = pd.DataFrame(columns, index=board.mean.index)  # built at once: a column at a time fragments the frame
+    out.index.name = "explainer"
     out["n_seeds"] = board.n_seeds
     out["best_in"] = [";".join(c for c, names in board.best.items() if name in names) for name in out.index]
     if board.errors:

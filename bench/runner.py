@@ -14,7 +14,7 @@ import torch
 
 from bench import figures
 from bench.classifier import cached_classifier
-from bench.data import Dataset, load_dataset
+from bench.data import Dataset, Split, load_dataset
 from bench.features import feature_extractor
 from bench.errors import BenchError
 from bench import leaderboard
@@ -214,6 +214,8 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
         saliency = SaliencySetup(images=images, labels=classifier.predict(images),
                                  n_randomisation=profile.randomisation_queries)
 
+    first = lambda split, n: split if n is None else Split(split.images[:n], split.labels[:n])  # noqa: E731
+    latent_val, latent_test = first(data.val, profile.latent_images), first(data.test, profile.latent_images)
     results: list[dict] = []
     explainer_meta: dict[str, dict] = {}
     saliency_arrays: dict[str, dict] = {}
@@ -228,8 +230,8 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
                 seed=explainer_seed(config.seed, cls.fit_identity()),
                 device=device, log=log)
             log(f"[{name}] scoring")
-            rows, arrays = score_explainer(explainer, classifier, data.val, n_alpha=n_alpha, n_beta=n_beta,
-                                           seed=config.seed, device=device, sweeps=setup, test=data.test,
+            rows, arrays = score_explainer(explainer, classifier, latent_val, n_alpha=n_alpha, n_beta=n_beta,
+                                           seed=config.seed, device=device, sweeps=setup, test=latent_test,
                                            saliency=saliency, known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
             if fit["cache_key"] and arrays.get("sweeps") is not None:
                 sweeps_by_fit[fit["cache_key"]] = (arrays["sweep_rows"], arrays["sweeps"])

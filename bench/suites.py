@@ -24,6 +24,7 @@ class Profile:
     saliency_queries: int = 200  # test images whose saliency maps are scored (removal curves, Gini)
     randomisation_queries: int = 20  # of those, the images of the cascading-randomisation check
     fid_samples: int = 1000  # generated images per FID group, the same for every explainer
+    latent_images: int | None = None  # the first N validation / test images of the latent metrics (None: all)
     note: str = ""
 
 

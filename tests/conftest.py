@@ -68,7 +68,8 @@ def tiny_profile(monkeypatch):
                                   "ganmex_ig": {"steps": 10, "channels": 8, "n_res": 1, "ig_steps": 8},
                                   "ganmex_deeplift": {"steps": 10, "channels": 8, "n_res": 1}},
                       info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
-                      note="test-sized")
+                      fid_samples=129,  # FeatureNet's 128-d features need 129 images a group
+                      latent_images=256, note="test-sized")
     monkeypatch.setattr(features_mod, "EPOCHS", 1)  # the FID feature net: one epoch is enough here
     monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(SUITES["mnist"],
                                                              profiles={**SUITES["mnist"].profiles, "tiny": profile}))
@@ -85,7 +86,7 @@ def tiny_profile(monkeypatch):
 def fake_record(seed: int, values: dict[tuple[str, str], float | None], *, suite: str = "mnist",
            explainers=("gce", "saliency"), factor_rows=()) -> dict:
     """A results record as the runner writes it, with made-up values."""
-    meta = {"suite": suite, "suite_version": "1", "profile": "quick", "seed": seed, "explainers": list(explainers),
+    meta = {"suite": suite, "suite_version": "2", "profile": "quick", "seed": seed, "explainers": list(explainers),
             "code_revision": "abc123", "device": {"type": "cpu", "threads": 2},
             "fid_features": {"name": "featurenet-mnist10"}, "classifier": {"test_accuracy": 0.99},
             "timings": {"gce_seconds": 10.0 + seed, "total_seconds": 20.0}}

@@ -1,8 +1,9 @@
-"""Regression gates: tolerance specs, the threshold and Welch rules, exit statuses, and real sabotage
+"""Regression gates: tolerance specs, the threshold and t-test rules, exit statuses, and real sabotage
 caught on real runs while an untouched re-run passes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from bench.cli import main
 from bench.gate import (ALPHA, RegressionError, Tolerance, UnusableInput, assert_no_regression, check_suite,
                         compare, compare_records, load_baseline, make_baseline, write_baseline)
 from bench.results import load_record, write_record
-from bench.runner import RunConfig, run
+from bench.runner import RunConfig, run, run_seeds
 from explainers.base import EXPLAINERS
 
 
@@ -55,17 +56,17 @@ def test_single_seed_threshold_in_the_direction_of_the_metric(record):
     assert [f.metric for f in undefined.worse] == ["fid"]
 
 
-def test_several_seeds_use_welchs_test(record):
+def test_several_seeds_use_a_pooled_t_test(record):
     base = baseline_of(*(record(s, values(v, 0.4)) for s, v in enumerate((0.80, 0.81, 0.79))))
     drop = [record(s, values(v, 0.4)) for s, v in enumerate((0.70, 0.71, 0.69))]
     found = compare_records(drop, base).worse
     assert [f.metric for f in found] == ["information_flow"]
-    p = stats.ttest_ind([0.70, 0.71, 0.69], [0.80, 0.81, 0.79], equal_var=False, alternative="less").pvalue
-    assert p < ALPHA and f"one-sided p={p:.3g}" in found[0].rule and "Welch" in found[0].rule
+    p = stats.ttest_ind([0.70, 0.71, 0.69], [0.80, 0.81, 0.79], equal_var=True, alternative="less").pvalue
+    assert p < ALPHA and f"one-sided p={p:.3g}" in found[0].rule and "pooled t-test" in found[0].rule
     # as far down on average, but seed noise: beyond the tolerance, not significant -> not a regression
     noisy = [record(s, values(v, 0.4)) for s, v in enumerate((0.55, 0.95, 0.60))]
     finding = next(f for f in compare_records(noisy, base).findings if f.metric == "information_flow")
-    assert finding.now < finding.allowed and not finding.worse and "Welch" in finding.rule
+    assert finding.now < finding.allowed and not finding.worse and "pooled t-test" in finding.rule
 
 
 def test_unusable_input_exits_2(record, tmp_path, capsys):
@@ -105,24 +106,39 @@ def gate_profile(tiny_profile):
 
 
 @pytest.mark.slow
-def test_the_gate_catches_sabotage_and_passes_an_untouched_rerun(record, gate_profile, tmp_path, monkeypatch):
+def test_the_gate_passes_unseen_seeds_of_unchanged_code_and_catches_sabotage(gate_profile, tmp_path, monkeypatch):
+    """On real runs: a 3-seed baseline (seeds 0-2); an untouched cold re-run reproduces seed 0 exactly; seeds
+    the baseline never saw (3-5) of unchanged code pass; an alpha-blind GCE and a noise saliency map, on those
+    seeds, fail on their own metrics and the untouched explainer's pass."""
     names = ("gce", "saliency", "random")
-    config = lambda out, seed=0: RunConfig(suite="mnist", profile="tiny", explainers=names, seed=seed,  # noqa: E731
-                                           device="cpu", out=tmp_path / out)
-    run(config("reference"), log=lambda m: None)
+    quiet = lambda m: None  # noqa: E731
+    config = lambda out: RunConfig(suite="mnist", profile="tiny", explainers=names, device="cpu",  # noqa: E731
+                                   out=tmp_path / out)
+    run_seeds(config("reference"), (0, 1, 2), log=quiet)
     base = write_baseline([tmp_path / "reference"], tmp_path / "baseline.json")
-    reference = load_baseline(base)["values"]
-    assert reference["gce"]["information_flow"][0] > 0.15 and reference["gce"]["accuracy_drop_causal"][0] > 0.1
+    reference = load_baseline(base)
+    assert reference["seeds"] == [0, 1, 2]
+    assert min(reference["values"]["gce"]["information_flow"]) > 0.1
+    assert min(reference["values"]["gce"]["accuracy_drop_causal"]) > 0.05
 
-    # untouched, and cold (a new cache: every model retrained): the numbers reproduce exactly and the gate passes
-    monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / "fresh-cache"))
-    comparison = check_suite(base, suite="mnist", profile="tiny", seeds=(0,), explainers=names, device="cpu",
-                             out=tmp_path / "again", tolerance="0")
-    assert all(f.now == f.baseline for f in comparison.findings if f.baseline is not None)
-    assert load_record(tmp_path / "again")["metadata"]["explainer_details"]["gce"]["cached"] is False
+    # untouched, and cold (a new cache: every model retrained): seed 0's numbers reproduce exactly
+    with monkeypatch.context() as patch:
+        patch.setenv("GENEXBENCH_CACHE", str(tmp_path / "fresh-cache"))
+        run(dataclasses.replace(config("again"), seed=0), log=quiet)
+    again = load_record(tmp_path / "again")
+    assert again["metadata"]["explainer_details"]["gce"]["cached"] is False
+    first = load_record(tmp_path / "reference" / "seed0")
+    assert [r["value"] for r in again["results"] if "seconds" not in r["metric"]] == \
+        [r["value"] for r in first["results"] if "seconds" not in r["metric"]]
 
-    # sabotage 1: GCE's decoder ignores alpha (the fitted model is the same, loaded from the cache)
-    gce = EXPLAINERS.get("gce")
+    # seeds the baseline has not seen, code unchanged: passes (Welch per metric, Holm across metrics)
+    unseen = (3, 4, 5)
+    comparison = assert_no_regression(run_seeds(config("unseen"), unseen, log=quiet), base)
+    assert comparison.rule == "calibrated" and comparison.exit_code == 0
+
+    # sabotage on the same unseen seeds (fitted models loaded from the cache): GCE's decoder ignores alpha,
+    # and the gradient saliency map is replaced by noise; the random map is left alone
+    gce, saliency = EXPLAINERS.get("gce"), EXPLAINERS.get("saliency")
     decode = gce.decode
 
     def decode_without_alpha(self, z):
@@ -132,21 +148,14 @@ def test_the_gate_catches_sabotage_and_passes_an_untouched_rerun(record, gate_pr
 
     with monkeypatch.context() as patch:
         patch.setattr(gce, "decode", decode_without_alpha)
-        run(config("no-alpha"), log=lambda m: None)
-    assert main(["compare", str(tmp_path / "no-alpha"), "--baseline", str(base)]) == 1
-    worse = {(f.explainer, f.metric) for f in compare([tmp_path / "no-alpha"], base).worse}
-    assert {("gce", "information_flow"), ("gce", "accuracy_drop_causal"), ("gce", "sweep_validity")} <= worse
-    assert {e for e, _ in worse} == {"gce"}  # the other explainers are untouched and not flagged
-
-    # sabotage 2: the gradient saliency map is replaced by noise
-    saliency = EXPLAINERS.get("saliency")
-    with monkeypatch.context() as patch:
         patch.setattr(saliency, "saliency", lambda self, x, target: torch.rand(x.shape, generator=torch.Generator()
                                                                                .manual_seed(1)))
-        run(config("noise-map"), log=lambda m: None)
+        broken = run_seeds(config("sabotage"), unseen, log=quiet)
+    assert main(["compare", str(broken), "--baseline", str(base)]) == 1
+    worse = {(f.explainer, f.metric) for f in compare([broken], base).worse}
+    assert {("gce", "information_flow"), ("gce", "accuracy_drop_causal")} <= worse
+    assert ("saliency", "removal_morf_auc") in worse or ("saliency", "removal_gap") in worse
+    assert {e for e, _ in worse} == {"gce", "saliency"}  # the untouched random map is not flagged
     with pytest.raises(RegressionError) as failure:
-        assert_no_regression(tmp_path / "noise-map", base)
-    worse = {(f.explainer, f.metric) for f in compare([tmp_path / "noise-map"], base).worse}
-    assert {("saliency", "removal_morf_auc"), ("saliency", "removal_gap")} <= worse
-    assert {e for e, _ in worse} == {"saliency"}
-    assert "removal_morf_auc of saliency: baseline" in str(failure.value)
+        assert_no_regression(broken, base)
+    assert "information_flow of gce: baseline" in str(failure.value)

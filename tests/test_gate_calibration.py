@@ -67,7 +67,7 @@ def test_unchanged_runs_pass_with_familywise_control(record):
 
 def test_a_four_sd_shift_in_one_metric_is_caught_and_only_that_metric(record):
     """A true shift of 4 s.d. the bad way in one metric of 100. The planner says how many seeds per side
-    catch it with 80% power at Holm's level; with that many on both sides (Welch + Holm) most runs flag
+    catch it with 80% power at Holm's level; with that many on both sides (pooled t + Holm) most runs flag
     it, and hardly any run flags another metric."""
     keys, mus, sds = measured_noise(100)
     n = seeds_needed(1.0, 4.0, ALPHA / len(keys))
@@ -88,8 +88,8 @@ def test_a_four_sd_shift_in_one_metric_is_caught_and_only_that_metric(record):
         others += bool(worse - {(explainer, metric)})
         if (explainer, metric) in worse:
             finding = next(f for f in comparison.worse if f.metric == metric and f.explainer == explainer)
-            assert "Welch" in finding.rule and "Holm-adjusted p=" in finding.rule and finding.p_holm < ALPHA
-    assert caught / runs >= 0.6, caught  # planned 80% for the pooled t-test; Welch gives up a little
+            assert "pooled t-test" in finding.rule and "Holm-adjusted p=" in finding.rule and finding.p_holm < ALPHA
+    assert caught / runs >= 0.6, caught  # planned 80% for the pooled t-test
     assert others / runs <= 0.1, others
 
 

@@ -141,3 +141,19 @@ def test_report_renders_in_headless_chromium(record, tmp_path):
     assert 'data-figures-loaded="3"' in proc.stdout and 'data-figures-broken="0"' in proc.stdout
     assert "0.6 ± 0.1414" in proc.stdout and "Figures of seed 0" in proc.stdout
 
+
+
+def test_a_difference_inside_the_spread_over_tie_orders_or_seeds_is_a_tie(record):
+    values = {("ig", "removal_morf_auc"): 0.60, ("ig", "removal_morf_auc_tie_sd"): 0.05,
+              ("deeplift", "removal_morf_auc"): 0.62, ("deeplift", "removal_morf_auc_tie_sd"): 0.05,
+              ("gce", "removal_morf_auc"): 0.75, ("gce", "removal_morf_auc_tie_sd"): 0.0}
+    board = build_board([record(0, values, explainers=("ig", "deeplift", "gce"))])
+    assert board.best["removal_morf_auc ↓"] == ["ig", "deeplift"]  # 0.02 apart, tie orders move each by 0.05
+    assert "removal_morf_auc_tie_sd" not in board.best  # the spread itself is a diagnostic
+    # over seeds: 0.60 ± 0.1 vs 0.70 ± 0.0 tie, 0.60 ± 0.01 vs 0.70 ± 0.0 do not
+    noisy = [record(s, {("a", "information_flow"): v, ("b", "information_flow"): 0.5}, explainers=("a", "b"))
+             for s, v in enumerate((0.5, 0.7))]
+    assert build_board(noisy).best["information_flow ↑"] == ["a", "b"]
+    steady = [record(s, {("a", "information_flow"): v, ("b", "information_flow"): 0.5}, explainers=("a", "b"))
+              for s, v in enumerate((0.6, 0.61))]
+    assert build_board(steady).best["information_flow ↑"] == ["a"]

@@ -43,8 +43,8 @@ def test_fashion_mnist_suite_explains_three_classes(tiny_profile, tmp_path):
 def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
     out = tmp_path / "run"
     config = RunConfig(suite="mnist", profile="tiny",
-                       explainers=("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "saliency", "random",
-                                   "broken"),
+                       explainers=("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "pixel_blend",
+                                   "saliency", "random", "broken"),
                        seed=3,
                        device="cpu", out=out)
     messages: list[str] = []
@@ -59,13 +59,18 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     metrics = {(r["explainer"], r["metric"], r["factor"]) for r in record["results"] if "error" not in r}
     assert ("gce", "information_flow", None) in metrics
     assert ("gce", "accuracy_drop_factor", "beta7") in metrics
-    for name in ("gce", "exaggeration", "svae"):  # the sweep metrics and FID, on the same queries for all
+    for name in ("gce", "exaggeration", "svae", "pixel_blend"):  # the sweep metrics and FID, same queries for all
         for metric in ("fid", "fid_present", "fid_absent", "sweep_compatibility_pearson", "sweep_validity",
-                       "sweep_monotonicity", "sweep_proximity"):
+                       "sweep_validity_independent", "sweep_monotonicity", "sweep_proximity"):
             assert (name, metric, None) in metrics, (name, metric)
         assert meta["explainer_details"][name]["sweeps"]["n_sweeps"] == 40
         assert (out / "figures" / f"{name}_sweeps.png").stat().st_size > 1000
         assert (out / "figures" / f"{name}_compatibility.png").stat().st_size > 1000
+    fid_counts = {n: meta["explainer_details"][n]["sweeps"]["fid_counts"]["fid"] for n in ("gce", "pixel_blend")}
+    assert all(c["used"] == 129 for c in fid_counts.values())  # the same number of generated images for every explainer
+    blend = {r["metric"]: r["value"] for r in record["results"] if r["explainer"] == "pixel_blend"}
+    assert blend["sweep_validity"] == 1.0 and blend["sweep_validity_independent"] > 0.9  # real target images
+    assert ("gce", "information_flow_posterior", None) in metrics and ("gce", "information_flow_plugin", None) in metrics
     assert ("gce", "sweep_noncausal_change", None) in metrics and ("exaggeration", "information_flow", None) not in metrics
     for name in ("gce", "svae"):  # the invariance curve, for every latent explainer
         assert {(name, m, None) for m in ("invariance_area", "invariance_sigma1", "information_flow",
@@ -80,17 +85,19 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     saliency_names = ("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "saliency", "random")
     for name in saliency_names:
         assert {(name, m, None) for m in ("removal_morf_auc", "removal_lerf_auc", "removal_gap", "saliency_gini",
-                                          "randomisation_correlation")} <= metrics, name
-        assert len(meta["explainer_details"][name]["saliency"]["randomisation"]) == 4  # conv1, conv2, fc1, fc2
+                                          "randomisation_correlation", "removal_gap_tie_sd")} <= metrics, name
+    randomisation = {r["explainer"]: r for r in record["results"] if r["metric"] == "randomisation_correlation"}
+    for name in ("gce", "exaggeration", "svae", "random"):  # their maps never call f: the check does not apply
+        assert randomisation[name]["value"] is None and "never calls f" in randomisation[name]["note"], name
+    assert randomisation["ganmex_ig"]["value"] is None and "refitted" in randomisation["ganmex_ig"]["note"]
+    assert -1 <= randomisation["saliency"]["value"] < 1  # a gradient map does depend on f
+    assert len(meta["explainer_details"]["saliency"]["saliency"]["randomisation"]) == 4  # conv1, conv2, fc1, fc2
     assert ("ganmex_ig", "sweep_validity", None) in metrics and ("saliency", "sweep_validity", None) not in metrics
     assert sum("fitting" in m and "ganmex" in m for m in messages) == 1
     sweep_values = lambda n: [(r["metric"], r["value"]) for r in record["results"]  # noqa: E731
                               if r["explainer"] == n and (r["metric"].startswith("sweep_") or r["metric"].startswith("fid"))]
     assert sweep_values("ganmex_deeplift") == sweep_values("ganmex_ig") and sweep_values("ganmex_ig")  # one fit, one sweep
     assert meta["seeds"]["explainers"]["ganmex_ig"] == meta["seeds"]["explainers"]["ganmex_deeplift"]
-    random_corr = next(r["value"] for r in record["results"]
-                       if r["explainer"] == "random" and r["metric"] == "randomisation_correlation")
-    assert random_corr == pytest.approx(1.0)  # the random map never looks at f: the check says so
     for figure in ("saliency_maps.png", "removal_curves.png"):
         assert (out / "figures" / figure).stat().st_size > 1000
     assert meta["fid_features"]["name"] == "featurenet-mnist10" and meta["fid_features"]["val_accuracy"] > 0.9
