@@ -59,7 +59,8 @@ def latent_sweeps(explainer, classifier, images: torch.Tensor, path: Path, n_val
                 ax.set_title(f"{probs[i, j]:.2f}", fontsize=6, pad=1)
                 if j == 0:
                     ax.set_ylabel(f"x{i} {fname}", fontsize=6)
-    fig.suptitle(f"{explainer.name}: latent sweeps {-r:g}..{r:g} (above: f's p(class 1))", fontsize=8)
+    fig.suptitle(f"{explainer.name}: latent sweeps z_d{-r:+g}..z_d{r:+g} around each image's code "
+                 "(above: f's p(class 1))", fontsize=8)
     return _save(fig, path)
 
 

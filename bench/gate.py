@@ -466,20 +466,24 @@ def _test_calibrated(explainer: str, metric: str, base: list, now: list, floor: 
     from scipy import stats
 
     base_defined = [v for v in base if v is not None]
-    if len(base_defined) < MIN_CALIBRATION_SEEDS:  # a metric undefined on some baseline seeds
-        finding = _decide_fixed(explainer, metric, base, now, floor)
-        if finding.baseline is None or finding.rule.startswith("defined in the baseline"):
-            return finding
-        return dataclasses.replace(finding, rule=f"{finding.rule}; only {len(base_defined)} baseline seed(s) "
-                                                 f"defined, the calibrated rule needs {MIN_CALIBRATION_SEEDS}")
+    now_defined = [v for v in now if v is not None]
+    if len(base_defined) < MIN_CALIBRATION_SEEDS:  # a metric undefined on some baseline seeds (an FID group
+        # that some seeds fill and others do not): its spread is unknown, so it is reported, not gated
+        return Finding(explainer, metric, _mean(base), _mean(now), None, False,
+                       f"not gated: defined on {len(base_defined)} of {len(base)} baseline seeds, the calibrated "
+                       f"rule needs {MIN_CALIBRATION_SEEDS}", n_baseline=len(base_defined))
     higher = METRICS[metric].higher_is_better
-    b, n = _mean(base), _mean(now)
+    b, n = _mean(base), _mean(now_defined) if now_defined else None
     sd = _sd(base)
     tol = floor.allowed(metric, b)
     extra = dict(sd=sd, n_baseline=len(base_defined), floor=tol)
     allowed = b - tol if higher else b + tol
-    if n is None or any(v is None for v in now):
+    if len(now_defined) < len(now):
+        if len(base_defined) < len(base):  # the baseline too was undefined on some seed: that happens by chance
+            return Finding(explainer, metric, b, n, allowed, False, "undefined on some run seeds, as on some "
+                                                                   "baseline seeds: not gated", **extra)
         return Finding(explainer, metric, b, n, allowed, True, "defined in the baseline, undefined now", **extra)
+    now = now_defined
     moved_bad = (b - n) if higher else (n - b)
     if len(now) == 1:
         p = prediction_pvalue(now[0], base_defined, higher)

@@ -133,12 +133,12 @@ def build_board(records: Sequence[dict], *, factors: bool = False) -> Board:
 
 
 def _noise(mean: pd.DataFrame, spread: pd.DataFrame, column: str) -> pd.Series:
-    """Per explainer, the spread a column's mean carries: the s.d. over seeds and, where the metric has one
-    (removal curves), the s.d. over random tie orders, combined in quadrature; 0 where neither is known."""
-    seeds = spread[column].fillna(0.0)
+    """Per explainer, the spread a column's mean carries: the s.d. over seeds where there are several (it
+    already holds the tie orders' variation, each seed drawing its own), else, where the metric has one
+    (removal curves), the s.d. over random tie orders; 0 where neither is known."""
     tie_column = column.replace(column_metric(column), column_metric(column) + "_tie_sd", 1).split(" ")[0]
-    ties = mean[tie_column].fillna(0.0) if tie_column in mean.columns else 0.0 * seeds
-    return (seeds.pow(2) + ties.pow(2)).pow(0.5)
+    ties = mean[tie_column] if tie_column in mean.columns else pd.Series(0.0, index=mean.index)
+    return spread[column].fillna(ties).fillna(0.0)
 
 
 def _number(value: float) -> str:

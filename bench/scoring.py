@@ -19,7 +19,8 @@ from metrics import METRICS
 from metrics.accuracy_drop import accuracy_drop
 from metrics import sweep as sweep_metrics
 from metrics.fid import extract_features, frechet_distance
-from metrics.information_flow import information_flow, information_flow_per_factor, marginal_quantile_map
+from metrics.information_flow import information_flow, information_flow_per_factor
+from metrics.posterior import aggregate_posterior_map
 from metrics.invariance import invariance_curve
 from metrics.saliency import cascading_randomisation_scores, gini, input_support, removal_curves
 
@@ -58,7 +59,7 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
     rows: list[dict] = []
     images, labels = val.images.to(device), val.labels.to(device)
     codes = torch.cat([explainer.encode(images[i:i + 1024]) for i in range(0, len(images), 1024)])  # (N, D)
-    to_posterior = marginal_quantile_map(codes)
+    to_posterior = aggregate_posterior_map(codes, k)
     # I(beta; Y): the same estimator with beta in the leading (causal) slots
     beta_first = lambda decode: (lambda z: decode(torch.cat([z[:, l:], z[:, :l]], dim=1)))  # noqa: E731
     decoders = {"": explainer.decode, "_posterior": lambda z: explainer.decode(to_posterior(z))}
@@ -155,7 +156,8 @@ def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup
     """FID of generated images against the reference images, overall and by the exaggeration paper's
     groups (Table 1: f(x)[positive class] in [0.9, 1] "present", [0, 0.1] "absent").
 
-    Every explainer's group is a random subsample of exactly ``setup.fid_samples`` generated images, since
+    Every explainer's group is a random subsample of exactly ``max(setup.fid_samples, D + 1)`` generated
+    images (D the feature dimension), since
     FID's bias grows as the sample shrinks; an explainer with fewer images in a group (or a group with
     fewer than the feature dimension + 1 images on either side, where the covariance is singular) gets
     ``None`` with the counts in the note, not a number.
@@ -169,7 +171,7 @@ def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup
         n_fake, n_real = len(in_fake), int(in_real.sum())
         counts[metric] = {"generated": n_fake, "real": n_real, "used": 0}
         if n_fake >= need and n_real > fake_features.shape[1]:
-            keep = in_fake[torch.randperm(n_fake, generator=gen)[:setup.fid_samples]]
+            keep = in_fake[torch.randperm(n_fake, generator=gen)[:need]]
             counts[metric]["used"] = len(keep)
             rows.append(row(name, metric, frechet_distance(fake_features[keep], setup.real_features[in_real])))
         else:  # too few to compare on the same footing: undefined, not a number from a smaller sample
@@ -323,20 +325,31 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
 
         layers = cascading_randomisation_scores(network, maps_of, input_support(sub_x, maps[:setup.n_randomisation]),
                                                 seed=seed)
-        if all(torch.equal(seen[0], m) for m in seen[1:]):  # the same map whatever f is: it never calls f
+        scale = float(seen[0].abs().max()) or 1.0
+        # the same map whatever f is (up to float noise of non-deterministic kernels): it never calls f
+        if all(torch.allclose(seen[0], m, rtol=1e-5, atol=1e-6 * scale) for m in seen[1:]):
             rows += [row(name, metric, None, note="the map never calls f (identical under every randomised f): "
                                                   "a check of its dependence on f does not apply") for metric in check]
         else:
             last = layers[-1]  # every layer re-initialised
-            rows += [row(name, "randomisation_correlation", _nanmean(last.absolute_support)),
-                     row(name, "randomisation_correlation_signed", _nanmean(last.signed_support)),
+            enough = input_support(sub_x, maps[:setup.n_randomisation]).flatten(1).sum(1) >= 3  # (N,)
+            rows += [row(name, "randomisation_correlation", _support_mean(last.absolute_support, enough)),
+                     row(name, "randomisation_correlation_signed", _support_mean(last.signed_support, enough)),
                      row(name, "randomisation_correlation_all_pixels", _nanmean(last.absolute_all))]
-            randomisation = [(layer.layer, _nanmean(layer.absolute_support)) for layer in layers]
+            randomisation = [(layer.layer, _support_mean(layer.absolute_support, enough)) for layer in layers]
     arrays = {"maps": maps[:8].cpu(), "fractions": curves.fractions.tolist(),
               "morf_accuracy": curves.morf_accuracy.tolist(), "lerf_accuracy": curves.lerf_accuracy.tolist(),
               "morf_probability": curves.morf_probability.tolist(),
               "lerf_probability": curves.lerf_probability.tolist(), "randomisation": randomisation}
     return rows, arrays
+
+
+def _support_mean(values: torch.Tensor, enough: torch.Tensor) -> float | None:
+    """Mean correlation over the images with >= 3 support pixels. There a NaN means one map is constant on
+    the support (a randomised f that gives every pixel the same relevance): it keeps none of the original
+    ranking, so it counts as 0, not as a missing image."""
+    values = torch.where(torch.isnan(values) & enough.to(values.device), torch.zeros_like(values), values)
+    return _nanmean(values[enough.to(values.device)])
 
 
 def _nanmean(values: torch.Tensor) -> float | None:

@@ -33,8 +33,8 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
     MetricInfo("information_flow_noncausal_plugin", None, "latent", "nats",
                "information_flow_noncausal without the bias correction"),
     MetricInfo("information_flow_posterior", True, "latent", "nats",
-               "information_flow with the latents drawn from the aggregate posterior (each coordinate's marginal "
-               "over the codes of the validation images) instead of the prior"),
+               "information_flow with the latents drawn from the aggregate posterior (the causal block of one "
+               "validation image's code, the noncausal block of another) instead of the prior"),
     MetricInfo("information_flow_noncausal_posterior", False, "latent", "nats",
                "information_flow_noncausal with the latents drawn from the aggregate posterior"),
     MetricInfo("information_flow_factor", None, "latent", "nats",
@@ -82,8 +82,9 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                "Spearman correlation of |map| on the input's non-zero pixels, before and after every layer of f is "
                "re-initialised (cascading from the top; Adebayo et al. 2018, GANMEX App. B.4): near 1 = the map "
                "does not depend on f; n/a for a map that never calls f"),
-    MetricInfo("randomisation_correlation_signed", False, "saliency", "correlation",
-               "the same on the signed maps (Adebayo et al. report both)"),
+    MetricInfo("randomisation_correlation_signed", None, "saliency", "correlation",
+               "the same on the signed maps (Adebayo et al. report both); a diagnostic, since a map whose sign "
+               "flips under the randomised f correlates negatively and also depends on f"),
     MetricInfo("randomisation_correlation_all_pixels", None, "saliency", "correlation",
                "the same for |map| over all pixels, as Quantus MPRT: dominated by the pixels both maps leave at 0"),
     MetricInfo("saliency_seconds", None, "saliency", "s", "time to make one saliency map, on the run's device"),

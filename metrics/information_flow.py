@@ -227,27 +227,3 @@ def information_flow_loop(decode: Decode, classify: Classify, n_causal: int, n_n
     probs = torch.stack(p_y_given_alpha).unsqueeze(1)  # (n_alpha, 1, M): already averaged over beta
     return mutual_information_from_probs(probs)
 
-
-def marginal_quantile_map(codes: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A map from standard-normal latents ``(N, D)`` to draws from the *aggregate posterior* of a latent
-    explainer: ``codes`` ``(n, D)`` are the encodings of real images, and coordinate d of a draw is the
-    empirical quantile of ``codes[:, d]`` at Phi(z_d).
-
-    The information-flow estimator draws alpha and beta independently from N(0, I), GCE's prior. A model
-    whose codes do not fill that prior (the supervised VAE's z1 sits near class centroids at about +-3 with
-    s.d. 2-3.5) is then probed off its data; decoding ``map(z)`` instead probes it where real images put
-    it. The coordinates stay independent: this samples the product of the aggregate posterior's marginals
-    (exact for one causal factor, as GCE's K = 1; for K > 1 the pairing of coordinates is not kept).
-    Composes with both estimators: ``information_flow(lambda z: decode(q(z)), ...)`` with ``q`` this map.
-    """
-    if codes.ndim != 2 or len(codes) < 2:
-        raise ValueError(f"need codes of shape (n >= 2, D), got {tuple(codes.shape)}")
-    ordered = codes.detach().sort(dim=0).values  # (n, D), each column ascending
-    n = len(ordered)
-
-    def to_posterior(z: torch.Tensor) -> torch.Tensor:
-        u = torch.special.ndtr(z.to(ordered))  # (N, D) uniform in (0, 1)
-        index = (u * n).long().clamp_(0, n - 1)  # the empirical quantile's row, per coordinate
-        return ordered.gather(0, index)
-
-    return to_posterior

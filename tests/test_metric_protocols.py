@@ -16,7 +16,8 @@ from bench.scoring import SaliencySetup, SweepSetup, fid_by_group, score_salienc
 from explainers.base import Capability, Explainer, LatentSplit
 from explainers.pixel_blend import PixelBlend
 from metrics.accuracy_drop import accuracy_drop
-from metrics.information_flow import information_flow, marginal_quantile_map
+from metrics.information_flow import information_flow
+from metrics.posterior import aggregate_posterior_map
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +130,11 @@ def test_fid_reads_generated_steps_only_and_validity_is_also_judged_independentl
 
 
 def test_aggregate_posterior_draws_follow_the_codes_and_change_the_flow():
-    """A model whose codes sit at z ~ N(3, 0.5) and whose class flips at z = 3: from the prior N(0, 1) the
-    class is almost never reached (flow ~0); from the aggregate posterior it is a fair coin (flow log 2)."""
+    """A model whose causal codes sit at z ~ N(3, 0.5) and whose class flips at z = 3: from the prior N(0, 1)
+    the class is almost never reached (flow ~0); from the aggregate posterior it is a fair coin (log 2)."""
     gen = torch.Generator().manual_seed(0)
     codes = torch.cat([3 + 0.5 * torch.randn(4000, 1, generator=gen), torch.randn(4000, 1, generator=gen)], 1)
-    q = marginal_quantile_map(codes)
+    q = aggregate_posterior_map(codes, 1)
     draws = q(torch.randn(20000, 2, generator=gen))
     for d in range(2):  # each coordinate's draws follow that coordinate's codes
         assert stats.ks_2samp(draws[:, d].numpy(), codes[:, d].numpy()).pvalue > 0.01
@@ -144,6 +145,25 @@ def test_aggregate_posterior_draws_follow_the_codes_and_change_the_flow():
     posterior = information_flow(lambda z: decode(q(z)), classify, generator=torch.Generator().manual_seed(1),
                                  **kwargs)
     assert float(prior) < 0.02 and abs(float(posterior) - math.log(2)) < 0.02
+
+
+def test_aggregate_posterior_keeps_each_blocks_pairing_and_the_blocks_independent():
+    """Two causal coordinates that sit together at (+3, +3) or (-3, -3): every draw's causal block is a real
+    code's (never (+3, -3)), and the noncausal block comes from another, independent code."""
+    gen = torch.Generator().manual_seed(0)
+    sign = torch.randint(0, 2, (2000, 1), generator=gen).float() * 2 - 1
+    codes = torch.cat([3 * sign + 0.1 * torch.randn(2000, 2, generator=gen), sign], 1)  # beta = the same sign
+    q = aggregate_posterior_map(codes, 2)
+    z = torch.randn(5000, 3, generator=gen)
+    draws = q(z)
+    assert bool((torch.sign(draws[:, 0]) == torch.sign(draws[:, 1])).all())  # pairs kept within alpha
+    agree = float((torch.sign(draws[:, 0]) == draws[:, 2]).float().mean())
+    assert 0.45 < agree < 0.55  # beta drawn from another code: independent of alpha
+    z2 = z.clone()
+    z2[:, 2:] = torch.randn(5000, 1, generator=gen)  # redraw beta's coordinates, alpha's kept
+    assert torch.equal(q(z2)[:, :2], draws[:, :2])  # the estimator's inner loop keeps one causal code
+    with pytest.raises(ValueError):
+        aggregate_posterior_map(codes, 0)
 
 
 @torch.no_grad()
