@@ -15,6 +15,7 @@ from bench.gate import (ALPHA, RegressionError, Tolerance, UnusableInput, assert
                         compare, compare_records, load_baseline, make_baseline, write_baseline)
 from bench.results import load_record, write_record
 from bench.runner import RunConfig, run, run_seeds
+from bench.suites import SUITES
 from explainers.base import EXPLAINERS
 
 
@@ -99,10 +100,14 @@ def test_unusable_input_exits_2(record, tmp_path, capsys):
 
 
 @pytest.fixture
-def gate_profile(tiny_profile):
-    """The tiny profile with a GCE long enough that alpha carries f's information (I(alpha;Y) ~0.3 nats)."""
+def gate_profile(tiny_profile, monkeypatch):
+    """The tiny profile with a GCE long enough that alpha carries f's information (I(alpha;Y) ~0.5 nats), and
+    100 saliency queries: on 12 the removal AUCs of one seed spread by 0.25 (MoRF 0.34-0.84 over 3 seeds)."""
     tiny_profile.explainers["gce"] = {"steps": 200, "n_alpha": 8, "n_beta": 8}
-    return tiny_profile
+    profile = dataclasses.replace(tiny_profile, saliency_queries=100)
+    monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(SUITES["mnist"], profiles={**SUITES["mnist"].profiles,
+                                                                                          "tiny": profile}))
+    return profile
 
 
 @pytest.mark.slow
@@ -154,7 +159,7 @@ def test_the_gate_passes_unseen_seeds_of_unchanged_code_and_catches_sabotage(gat
     assert main(["compare", str(broken), "--baseline", str(base)]) == 1
     worse = {(f.explainer, f.metric) for f in compare([broken], base).worse}
     assert {("gce", "information_flow"), ("gce", "accuracy_drop_causal")} <= worse
-    assert ("saliency", "removal_morf_auc") in worse or ("saliency", "removal_gap") in worse
+    assert {("saliency", "removal_morf_auc"), ("saliency", "removal_gap")} <= worse
     assert {e for e, _ in worse} == {"gce", "saliency"}  # the untouched random map is not flagged
     with pytest.raises(RegressionError) as failure:
         assert_no_regression(broken, base)
