@@ -323,8 +323,8 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
                 seen.append(explainer.saliency(sub_x, sub_y).detach())
             return seen[-1]
 
-        layers = cascading_randomisation_scores(network, maps_of, input_support(sub_x, maps[:setup.n_randomisation]),
-                                                seed=seed)
+        support = input_support(sub_x, maps[:setup.n_randomisation])
+        layers = cascading_randomisation_scores(network, maps_of, support, seed=seed)
         scale = float(seen[0].abs().max()) or 1.0
         # the same map whatever f is (up to float noise of non-deterministic kernels): it never calls f
         if all(torch.allclose(seen[0], m, rtol=1e-5, atol=1e-6 * scale) for m in seen[1:]):
@@ -332,7 +332,7 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
                                                   "a check of its dependence on f does not apply") for metric in check]
         else:
             last = layers[-1]  # every layer re-initialised
-            enough = input_support(sub_x, maps[:setup.n_randomisation]).flatten(1).sum(1) >= 3  # (N,)
+            enough = support.flatten(1).sum(1) >= 3  # (N,) images with a correlation defined on their support
             rows += [row(name, "randomisation_correlation", _support_mean(last.absolute_support, enough)),
                      row(name, "randomisation_correlation_signed", _support_mean(last.signed_support, enough)),
                      row(name, "randomisation_correlation_all_pixels", _nanmean(last.absolute_all))]
