@@ -8,7 +8,6 @@ in training mode inside the information-flow estimator).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from bench.data import Split
+from bench.progress import log_to, track
 from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
 
 
@@ -117,7 +117,7 @@ class ClassifierConfig:
 
 
 def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, seed: int,
-                     device: torch.device, log=print) -> Table1Classifier:
+                     device: torch.device, log=log_to("bench.classifier")) -> Table1Classifier:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Table1Classifier(n_classes).to(device)
@@ -128,7 +128,7 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
         model.train()
         order = torch.randperm(n, generator=gen)
         total, start = 0.0, time.perf_counter()
-        for i in range(0, n, config.batch_size):
+        for i in track(range(0, n, config.batch_size), unit="batch"):
             idx = order[i:i + config.batch_size]
             x, y = train.images[idx].to(device), train.labels[idx].to(device)
             loss = F.cross_entropy(model(x), y)
@@ -144,16 +144,16 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
 
 def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split, n_classes: int,
                       config: ClassifierConfig, seed: int, device: torch.device,
-                      log=lambda m: print(m, file=sys.stderr)) -> tuple[BlackBox, dict]:
+                      log=log_to("bench.classifier"), cache: bool = True) -> tuple[BlackBox, dict]:
     """The suite's black box, trained once and cached by everything that determines it.
 
     Returns the black box and a record (cache key, accuracies, fit time,
-    whether it came from the cache).
+    whether it came from the cache). ``cache=False`` neither reads nor writes the cache.
     """
     key = stable_hash({"model": "gce-table1", "suite": suite_key, "config": config.__dict__, "seed": seed,
                        "source": source_hash(__name__)})
     path = cache_root() / "models" / f"classifier-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key, log=log)
+    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
     network = Table1Classifier(n_classes)
     cached = False
     if payload is not None:
@@ -168,8 +168,9 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
         start = time.perf_counter()
         network = train_classifier(train, n_classes, config, seed=seed, device=device, log=log)
         fit_seconds = time.perf_counter() - start
-        save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
-                               "fit_seconds": fit_seconds})
+        if cache:
+            save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
+                                   "fit_seconds": fit_seconds})
     box = BlackBox(network.to(device), n_classes)
     channels_last = box.use_channels_last(val.images[:8].to(device))
     record = {"cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3), "channels_last": channels_last,

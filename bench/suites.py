@@ -1,6 +1,7 @@
-"""Suites: dataset, classes, black box and each explainer's settings, in two profiles.
+"""Suites: dataset, classes, black box and each explainer's settings, in three profiles.
 
-``quick`` is sized for a 2-core CPU (the default); ``paper`` uses the papers'
+``quick`` is sized for a 2-core CPU (the default); ``smoke`` runs every explainer and metric family
+in CI time, for pipeline and regression checks, not rankings; ``paper`` uses the papers'
 (or the authors' released models') settings and is meant for a GPU. The
 results record which profile made them and how it differs from ``paper``.
 """
@@ -25,6 +26,7 @@ class Profile:
     randomisation_queries: int = 20  # of those, the images of the cascading-randomisation check
     fid_samples: int = 1000  # generated images per FID group, the same for every explainer
     latent_images: int | None = None  # the first N validation / test images of the latent metrics (None: all)
+    feature_epochs: int = 2  # epochs of the FID feature network (part of its cache key)
     note: str = ""
 
 
@@ -67,6 +69,26 @@ def _quick(gce: dict, svae: dict, *, gce_steps: int) -> dict[str, dict[str, Any]
             **{name: {"steps": 2000} for name in _GANMEX}}
 
 
+def _smoke(gce: dict, svae: dict) -> dict[str, dict[str, Any]]:
+    """Every explainer fitted for a few steps: the pipeline end to end in CI time, numbers not meaningful."""
+    return {"gce": {**gce, "steps": 15, "n_alpha": 4, "n_beta": 4},
+            "exaggeration": {"steps": 10, "channels": 8},
+            "svae": {**svae, "steps": 20, "saliency_samples": 2},
+            **{name: {"steps": 10, "channels": 8, "n_res": 1, "ig_steps": 8} for name in _GANMEX}}
+
+
+def _smoke_profile(gce: dict, svae: dict) -> Profile:
+    return Profile(name="smoke", classifier=ClassifierConfig(epochs=1), explainers=_smoke(gce, svae),
+                   info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
+                   fid_samples=129,  # FeatureNet's 128-d features need more than 128 images a group
+                   latent_images=256, feature_epochs=1,
+                   note="smoke test of the whole pipeline (CI-sized, minutes on 2 cores): classifier and FID "
+                        "feature network 1 epoch; GCE 15 steps, N_alpha=N_beta=4; exaggeration and GANMEX 10 "
+                        "steps with 8 base channels; SVAE 20 steps; 40 sweep queries, 12 saliency images, FID "
+                        "from 129 images a group, latent metrics on 256 images, information flow (10, 5). The "
+                        "numbers check that nothing broke; they do not rank explainers")
+
+
 def _paper(gce: dict, svae: dict) -> dict[str, dict[str, Any]]:
     """The papers' settings (see each profile's note), given the suite's GCE and SVAE shapes."""
     return {"gce": {**gce, "steps": 8000, "n_alpha": 25, "n_beta": 100, "batch_size": 64, "lr": 5e-4},
@@ -103,6 +125,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                      "SVAE 3000 steps of 64 (about 19 epochs of the 9943 training images); GANMEX 2000 steps of "
                      "32 (paper: 100k), IG with 50 steps (paper: 200)",
             ),
+            "smoke": _smoke_profile(_GCE_MNIST, _SVAE_MNIST),
             "paper": Profile(
                 name="paper",
                 classifier=ClassifierConfig(epochs=20),
@@ -133,6 +156,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
                      "steps with lambda_f=50, 16 base channels; SVAE 3000 steps; GANMEX 2000 steps (paper: 100k), "
                      "IG 50 steps (paper: 200)",
             ),
+            "smoke": _smoke_profile(_GCE_FMNIST, _SVAE_FMNIST),
             "paper": Profile(
                 name="paper",
                 classifier=ClassifierConfig(epochs=50),

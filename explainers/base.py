@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError, unknown_name
+from bench.progress import track
 
 
 @contextlib.contextmanager
@@ -51,7 +52,7 @@ def minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator
     """``(step, indices)`` for steps 1..``steps``: ``batch_size`` training indices each, from a fresh
     permutation every epoch (drawn from ``generator`` when needed; an epoch's incomplete tail is dropped)."""
     order, pos = torch.randperm(n, generator=generator), 0
-    for step in range(1, steps + 1):
+    for step in track(range(1, steps + 1)):  # a bar on a terminal when the runner asks for one
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=generator), 0
         yield step, order[pos:pos + batch_size]

@@ -1,17 +1,14 @@
 """Shared fixtures: an isolated cache, seeds reset per test, real MNIST 3/8, a small trained black box,
-a test-sized profile."""
+the smoke profile and one shared smoke run."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 import torch
 
-from bench import features as features_mod
 from bench.classifier import BlackBox, ClassifierConfig, train_classifier
 from bench.results import make_record
-from bench.suites import SUITES, Profile
+from bench.suites import SUITES
 from explainers.base import EXPLAINERS, Capability, Explainer
 
 
@@ -57,30 +54,35 @@ class Broken(Explainer):
         raise RuntimeError("deliberately broken")
 
 
-@pytest.fixture
-def tiny_profile(monkeypatch):
-    """A test-sized ``tiny`` profile on the mnist and fmnist suites, and a ``broken`` explainer."""
+@pytest.fixture(scope="session")
+def broken_registered():
+    """The ``broken`` explainer in the registry (for the whole session: it is only ever run by name)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(EXPLAINERS._entries, "broken", Broken)
+        yield Broken
 
-    profile = Profile(name="tiny", classifier=ClassifierConfig(epochs=1),
-                      explainers={"gce": {"steps": 15, "n_alpha": 4, "n_beta": 4},
-                                  "exaggeration": {"steps": 10, "channels": 8},
-                                  "svae": {"steps": 20, "saliency_samples": 2},
-                                  "ganmex_ig": {"steps": 10, "channels": 8, "n_res": 1, "ig_steps": 8},
-                                  "ganmex_deeplift": {"steps": 10, "channels": 8, "n_res": 1}},
-                      info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
-                      fid_samples=129,  # FeatureNet's 128-d features need 129 images a group
-                      latent_images=256, note="test-sized")
-    monkeypatch.setattr(features_mod, "EPOCHS", 1)  # the FID feature net: one epoch is enough here
-    monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(SUITES["mnist"],
-                                                             profiles={**SUITES["mnist"].profiles, "tiny": profile}))
-    # fmnist: the suite's own model shapes (GCE K=2 L=4, SVAE |z1|=3) at the tiny sizes
-    fmnist = SUITES["fmnist"]
-    quick = fmnist.profiles["quick"].explainers
-    shaped = dataclasses.replace(profile, explainers={name: {**quick.get(name, {}), **settings}
-                                                      for name, settings in profile.explainers.items()})
-    monkeypatch.setitem(SUITES, "fmnist", dataclasses.replace(fmnist, profiles={**fmnist.profiles, "tiny": shaped}))
-    monkeypatch.setitem(EXPLAINERS._entries, "broken", Broken)
-    return profile
+
+@pytest.fixture
+def smoke(broken_registered):
+    """The suites' built-in ``smoke`` profile (the one users run in CI) and a ``broken`` explainer."""
+    return SUITES["mnist"].profile("smoke")
+
+
+#: every mnist explainer and the broken one: what the shared smoke run fits
+SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(broken_registered, mnist38, tmp_path_factory):
+    """One cold ``smoke`` run of every mnist explainer (seed 3), shared by the tests that read a run's outputs.
+    Returns ``(run_dir, log_messages)``."""
+    from bench.runner import RunConfig, run
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    messages: list[str] = []
+    run(RunConfig(suite="mnist", profile="smoke", explainers=SMOKE_EXPLAINERS, seed=3, device="cpu", out=out),
+        log=messages.append)
+    return out, messages
 
 
 def fake_record(seed: int, values: dict[tuple[str, str], float | None], *, suite: str = "mnist",

@@ -1,9 +1,12 @@
-"""The run end to end on a tiny profile: record, leaderboard, cache, failures, interruption."""
+"""The run end to end on the smoke profile: record, leaderboard, cache, failures, interruption."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
+import shutil
 
 import pytest
 import torch
@@ -14,14 +17,36 @@ from bench.leaderboard import render
 from bench.results import load_record
 from bench.runner import RunConfig, run
 from explainers.base import EXPLAINERS
+from bench.suites import SUITES
+
+SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")  # what conftest's shared smoke run fits
+
+
+@contextlib.contextmanager
+def caplog_messages(messages: list[str]):
+    """Append every message logged under ``bench`` to ``messages`` (the classifier and features log there)."""
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler, log = Collect(), logging.getLogger("bench")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 @pytest.mark.skipif(not FMNIST_DEFAULT_ROOT.exists(), reason="Debian's dataset-fashion-mnist not installed")
-def test_fashion_mnist_suite_explains_three_classes(tiny_profile, tmp_path):
+def test_fashion_mnist_suite_explains_three_classes(smoke, tmp_path):
     """fmnist: t-shirt/top, dress, coat. The multi-class explainers sweep every query to both classes f does
     not predict; the exaggeration cGAN, conditioned on f(coat) alone, only sweeps toward coat."""
     out = tmp_path / "fm"
-    run(RunConfig(suite="fmnist", profile="tiny", explainers=("gce", "exaggeration", "svae", "saliency"), seed=1,
+    run(RunConfig(suite="fmnist", profile="smoke", explainers=("gce", "exaggeration", "svae", "saliency"), seed=1,
                   device="cpu", out=out), log=lambda m: None)
     record = load_record(out)
     meta = record["metadata"]
@@ -40,19 +65,14 @@ def test_fashion_mnist_suite_explains_three_classes(tiny_profile, tmp_path):
     assert "fmnist" in (out / "leaderboard.md").read_text()
 
 
-def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, tmp_path, mnist38):
-    out = tmp_path / "run"
-    config = RunConfig(suite="mnist", profile="tiny",
-                       explainers=("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "pixel_blend",
-                                   "saliency", "random", "broken"),
-                       seed=3,
-                       device="cpu", out=out)
-    messages: list[str] = []
-    run(config, log=messages.append)
+def test_run_writes_record_and_leaderboard_then_reuses_the_cache(smoke_run, tmp_path):
+    out, messages = smoke_run  # every mnist explainer and a broken one, seed 3, cold
+    config = RunConfig(suite="mnist", profile="smoke", explainers=SMOKE_EXPLAINERS, seed=3, device="cpu",
+                       out=tmp_path / "warm")
     text = (out / "results.json").read_text()
     record = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     meta = record["metadata"]
-    assert meta["suite"] == "mnist" and meta["profile"] == "tiny" and meta["seed"] == 3
+    assert meta["suite"] == "mnist" and meta["profile"] == "smoke" and meta["seed"] == 3
     assert meta["code_revision"] and meta["versions"]["torch"].startswith("2.")
     assert meta["device"]["type"] == "cpu" and meta["data"]["checksum"]
     assert 0.9 < meta["classifier"]["test_accuracy"] <= 1.0
@@ -112,7 +132,7 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
 
     # warm: both models come from the cache and the numbers reproduce exactly
     run(config, log=lambda m: None)
-    again = load_record(out)
+    again = load_record(config.out)
     assert again["metadata"]["classifier"]["cached"] is True
     assert again["metadata"]["explainer_details"]["gce"]["cached"] is True
     assert again["metadata"]["explainer_details"]["exaggeration"]["cached"] is True
@@ -122,14 +142,14 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(tiny_profile, t
     assert values(again) == values(record)
 
 
-def test_a_failing_figure_keeps_the_explainers_scores(tiny_profile, tmp_path, monkeypatch, mnist38):
+def test_a_failing_figure_keeps_the_explainers_scores(smoke_run, tmp_path, monkeypatch):
     def broken_figure(*args, **kwargs):
         raise ValueError("no display")
 
     monkeypatch.setattr(runner_mod.figures, "compatibility", broken_figure)
     out = tmp_path / "run"
     messages: list[str] = []
-    run(RunConfig(suite="mnist", profile="tiny", explainers=("gce",), seed=5, device="cpu", out=out),
+    run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=out),
         log=messages.append)
     record = load_record(out)
     assert not [r for r in record["results"] if "error" in r]
@@ -138,13 +158,18 @@ def test_a_failing_figure_keeps_the_explainers_scores(tiny_profile, tmp_path, mo
     assert any("[gce] figure failed: ValueError: no display" in m for m in messages)
 
 
-def test_corrupt_model_cache_is_rebuilt(tiny_profile, tmp_path, isolated_cache, mnist38):
-    config = RunConfig(suite="mnist", profile="tiny", explainers=("gce",), seed=4, device="cpu", out=tmp_path / "a")
-    run(config, log=lambda m: None)
-    for path in (isolated_cache / "models").glob("*.pt"):
+def test_corrupt_model_cache_is_rebuilt(smoke_run, tmp_path, isolated_cache, monkeypatch):
+    """Every model file of a copy of the shared cache overwritten with garbage: each is retrained, not trusted."""
+    cache = tmp_path / "cache"
+    shutil.copytree(isolated_cache / "models", cache / "models")
+    (cache / "data").symlink_to(isolated_cache / "data")
+    monkeypatch.setenv("GENEXBENCH_CACHE", str(cache))
+    config = RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=tmp_path / "a")
+    for path in (cache / "models").glob("*.pt"):
         path.write_bytes(b"garbage")
     messages: list[str] = []
-    run(dataclasses.replace(config, out=tmp_path / "b"), log=messages.append)
+    with caplog_messages(messages):
+        run(dataclasses.replace(config, out=tmp_path / "b"), log=messages.append)
     # the classifier, the FID feature network and GCE
     assert sum("is unreadable" in m and "rebuilding" in m for m in messages) == 3
     assert any("training the FID feature network" in m for m in messages)
@@ -153,16 +178,23 @@ def test_corrupt_model_cache_is_rebuilt(tiny_profile, tmp_path, isolated_cache, 
     assert load_record(tmp_path / "b")["metadata"]["classifier"]["cached"] is False
 
 
-def test_interrupted_run_leaves_no_results_file(tiny_profile, tmp_path, monkeypatch, mnist38):
+def test_interrupted_run_leaves_no_results_file(smoke_run, tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner_mod, "score_explainer", interrupt)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run(RunConfig(suite="mnist", profile="tiny", explainers=("gce",), device="cpu", out=out), log=lambda m: None)
-    assert not (out / "results.json").exists() and not (out / "leaderboard.md").exists()
-    assert not list(out.glob("*.tmp"))
+        run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=out),
+            log=lambda m: None)
+    assert not out.exists()  # the folder this run created goes with it: nothing half-done is left
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=existing),
+            log=lambda m: None)
+    assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]  # a folder it did not create stays
     torch.manual_seed(0)
 
 
@@ -185,12 +217,12 @@ def test_a_fit_depends_on_its_seed_alone(tmp_path, monkeypatch, mnist38, black_b
     assert runner_mod.explainer_seed(0, "gce") != runner_mod.explainer_seed(0, "svae") != runner_mod.explainer_seed(1, "svae")
 
 
-def test_several_seeds_pool_into_one_leaderboard_and_report(tiny_profile, tmp_path, mnist38):
+def test_several_seeds_pool_into_one_leaderboard_and_report(smoke, tmp_path, mnist38):
     """``run --seeds 0,1``: each seed its own complete run (its own black box), then mean ± s.d. beside them."""
     from bench.cli import main
 
     out = tmp_path / "seeds"
-    assert main(["run", "--suite", "mnist", "--profile", "tiny", "--explainers", "random,saliency", "--seeds", "0,1",
+    assert main(["run", "--suite", "mnist", "--profile", "smoke", "--explainers", "random,saliency", "--seeds", "0,1",
                  "--device", "cpu", "--out", str(out)]) == 0
     seeds = [load_record(out / f"seed{s}") for s in (0, 1)]
     assert [r["metadata"]["seed"] for r in seeds] == [0, 1]

@@ -1,0 +1,134 @@
+"""The Python API: :func:`run` a suite, :func:`load` stored results, read them as a :class:`Results`.
+
+>>> import bench
+>>> results = bench.run(suite="mnist", profile="smoke", explainers=["gce", "saliency"])  # doctest: +SKIP
+>>> results.frame.query("metric == 'information_flow'")  # doctest: +SKIP
+
+``python -m bench run`` is a thin layer over :func:`run`: every flag has its keyword here.
+Nothing is printed unless asked for: progress goes to the ``bench`` and ``explainers`` loggers
+(configure :mod:`logging`, or pass ``progress=True`` for bars on a terminal and log lines on stderr).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+#: the columns of :attr:`Results.frame`, in order
+FRAME_COLUMNS = ("suite", "profile", "seed", "explainer", "metric", "factor", "value", "unit", "higher_is_better")
+
+
+@dataclass(frozen=True)
+class Results:
+    """The records of one run (one seed) or of several seeds of one suite and profile."""
+
+    records: tuple[dict, ...]
+    run_dir: Path | None = None  # where they were written or read from
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per (suite, seed, explainer, metric, factor): ``value`` (NaN where a metric is undefined),
+        ``unit`` and ``higher_is_better`` (None for diagnostics). Failed explainers are in :attr:`errors`."""
+        from metrics import METRICS
+
+        rows = []
+        for record in self.records:
+            meta = record["metadata"]
+            for r in record["results"]:
+                if "error" in r:
+                    continue
+                info = METRICS.get(r["metric"])
+                rows.append((meta.get("suite"), meta.get("profile"), meta.get("seed"), r["explainer"], r["metric"],
+                             r.get("factor"), r.get("value"), info.unit if info else None,
+                             info.higher_is_better if info else None))
+        frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+        return frame
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """The explainers that failed: (seed, explainer, error)."""
+        rows = [(rec["metadata"].get("seed"), r["explainer"], r["error"])
+                for rec in self.records for r in rec["results"] if "error" in r]
+        return pd.DataFrame(rows, columns=["seed", "explainer", "error"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return [rec["metadata"].get("seed") for rec in self.records]
+
+    @property
+    def metadata(self) -> list[dict]:
+        """Each seed's provenance: suite, profile, seeds, versions, code revision, device, timings."""
+        return [rec["metadata"] for rec in self.records]
+
+    def leaderboard(self, fmt: str = "md") -> str:
+        """The leaderboard as text: ``md``, ``csv``, ``html`` or ``latex`` (mean ± s.d. over seeds)."""
+        from bench.leaderboard import render
+
+        return render(list(self.records), fmt)
+
+    def compare(self, baseline: str | Path | dict, *, tolerance: str | None = None, rule: str = "auto"):
+        """The regression gate's verdict against ``baseline`` (a baseline file or its loaded dict), as a
+        :class:`bench.gate.Comparison`: ``.exit_code`` (0 pass, 1 regression), ``.worse``, ``.report()``."""
+        from bench.gate import compare_records, load_baseline
+
+        loaded = baseline if isinstance(baseline, dict) else load_baseline(baseline)
+        return compare_records(list(self.records), loaded, tolerance=tolerance, rule=rule)
+
+    def __repr__(self) -> str:
+        meta = self.records[0]["metadata"] if self.records else {}
+        return (f"Results(suite={meta.get('suite')!r}, profile={meta.get('profile')!r}, seeds={self.seeds}, "
+                f"run_dir={str(self.run_dir) if self.run_dir else None!r})")
+
+
+def load(path: str | Path) -> Results:
+    """:class:`Results` from a run directory, a ``results.json``, or a multi-seed run directory."""
+    from bench.leaderboard import check_same_run, run_records
+
+    path = Path(path)
+    records = run_records([path])
+    check_same_run(records)
+    return Results(tuple(records), path.parent if path.is_file() else path)
+
+
+def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profile: str = "quick",
+        seed: int | None = None, seeds: Sequence[int] | None = None, device: str = "auto",
+        out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
+        inception_weights: str | None = None, cache: bool = True, progress: bool = False,
+        command: Sequence[str] = ()) -> Results:
+    """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
+    directory, and return its :class:`Results`.
+
+    ``seed`` runs one seed (default 0) into ``out`` (default ``runs/<suite>-<profile>-seed<seed>``);
+    ``seeds`` runs several into ``out/seed<N>/`` and pools them (default out
+    ``runs/<suite>-<profile>-seeds<a>-<b>...``). Giving both is an error, whatever their values.
+    ``progress=True`` logs the run's steps to stderr (``bench`` and ``explainers`` loggers at INFO,
+    unless logging is already configured) with bars when stderr is a terminal.
+    Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths).
+    """
+    from bench.progress import bars, configure_logging
+    from bench.runner import RunConfig, run as run_one, run_seeds
+
+    if seed is not None and seeds is not None:
+        raise BenchError(f"give seed or seeds, not both (seed={seed}, seeds={list(seeds)})")
+    if isinstance(explainers, str):
+        explainers = [explainers]
+    if seeds is not None:
+        seeds = tuple(int(s) for s in seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise BenchError(f"seeds must be distinct and at least one, got {list(seeds)}")
+    if progress and not logging.getLogger("bench").handlers:
+        configure_logging(0)
+    config = RunConfig(suite=suite, profile=profile, explainers=tuple(explainers) if explainers else None,
+                       seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
+                       data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
+                       cache=cache, command=list(command))
+    with bars(progress):
+        run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
+    return load(run_dir)
