@@ -1,20 +1,37 @@
-"""The command line: ``python -m bench run|list|leaderboard|report|baseline|compare``.
+"""The command line: ``python -m bench run|list|leaderboard|report|baseline|compare|cache``.
 
 The parser is built in a function; choices come from the registries; a
 :class:`~bench.errors.BenchError` becomes ``error: ...`` on one line and exit
-status 2, never a traceback.
+status 2, never a traceback; output into a pipe that closes early (``| head``)
+ends the command quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench",
+def program_name(argv0: str | None = None) -> str:
+    """How the program was invoked: ``python -m bench`` (argv[0] is the package's ``__main__.py``) or the
+    console script's name (``genexbench``)."""
+    name = Path(argv0 if argv0 is not None else sys.argv[0]).name
+    return "python -m bench" if name in ("__main__.py", "") else name
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    from bench import __version__
+
+    parser = argparse.ArgumentParser(prog=prog or program_name(),
                                      description="genexbench: benchmark generative explainers of image classifiers")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train what is missing (cached), score, write results and a leaderboard")
@@ -22,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--explainers", nargs="+", metavar="NAME",
                      help="explainers to run (default: the suite's); comma or space separated")
     run.add_argument("--profile", default="quick", help="quick (CPU-sized, default) or paper")
-    seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=0)
+    seeds = run.add_mutually_exclusive_group()  # defaults None, so "--seed 0 --seeds 1,2" is rejected too
+    seeds.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
     seeds.add_argument("--seeds", type=_seed_list, metavar="A,B,...",
                        help="several seeds: each into <out>/seed<N>/, then a leaderboard and report of mean ± s.d. "
                             "(default out runs/<suite>-<profile>-seeds<A>-<B>...)")
@@ -35,8 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "Inception, whose weights must already be on disk")
     run.add_argument("--inception-weights", help="path of pytorch-fid's Inception weights file "
                                                  "(default: $GENEXBENCH_INCEPTION_WEIGHTS or torch hub's cache)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="train every model afresh and store none (the downloaded data stays cached)")
 
-    sub.add_parser("list", help="show suites, explainers and metrics")
+    list_ = sub.add_parser("list", help="show suites, explainers and metrics")
+    list_.add_argument("--json", action="store_true",
+                       help="as JSON: suites with their profiles, explainers with capabilities and paper, metrics "
+                            "with direction, capability, unit and description")
 
     board = sub.add_parser("leaderboard", help="render a leaderboard from stored results (one or more runs)")
     board.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
@@ -66,9 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--detect", metavar="SIZE",
                       help="report, per metric, the seeds per side needed to detect a change of SIZE (a spec like "
                            "--tolerance) with 80%% power at the Holm-adjusted level; default: the floor/tolerance")
+    cmp_.add_argument("--format", default="text", choices=["text", "json"],
+                      help="text (default): a table of every metric (verdict, baseline, run, delta, tolerance, the "
+                           "worst value allowed, the test that decided), the worse first; json: the same data with "
+                           "exit_code and rule")
     cmp_.add_argument("--rule", default="auto", choices=["auto", "fixed"],
                       help="auto (default): noise-calibrated with >= 3 baseline seeds (prediction bound or Welch, "
                            "Holm across metrics), fixed tolerance otherwise; fixed: the fixed-tolerance rule always")
+
+    cache = sub.add_parser("cache", help="what the cache of data and trained models holds (info), remove what no run "
+                                         "will read (prune) or all of it (clear)")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    cache_sub.add_parser("info", help="where the cache is, and the count and size of its entries per kind (data per "
+                                      "dataset, models per explainer fit, black box and FID feature network)")
+    prune_help = ("remove entries no run will read: temporary files of interrupted writes (older than an hour), "
+                  "files with names genexbench does not write, models of a kind no registered explainer fits, "
+                  "checkpoints that do not load or hold another key than their name says. Models made by older "
+                  "code or settings of an explainer that still exists cannot be told apart (their name is a "
+                  "one-way hash): `cache clear` removes those")
+    prune = cache_sub.add_parser("prune", help=prune_help, description=prune_help)
+    prune.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    cache_sub.add_parser("clear", help="remove every cached dataset and model (the cache's data/ and models/), "
+                                       "without asking; the next run downloads and trains afresh")
     return parser
 
 
@@ -99,38 +140,94 @@ def _cmd_compare(args) -> int:
     from bench.gate import compare
 
     comparison = compare(args.runs, args.baseline, tolerance=args.tolerance, rule=args.rule)
-    print(comparison.report(args.detect, seeds_table=True))
+    if args.format == "json":
+        print(json.dumps(comparison.to_dict(args.detect, seeds_table=True), indent=1, allow_nan=False))
+    else:
+        print(comparison.report(args.detect, seeds_table=True, table=True))
     return comparison.exit_code
 
 
-def _cmd_list() -> int:
+def listing() -> dict:
+    """What ``list`` shows, as data: suites (with profiles), explainers (with capabilities and paper), metrics
+    (with direction, capability, unit and description), each in registry order."""
     from bench.suites import SUITES
     from explainers.base import EXPLAINERS
     from metrics import METRICS
 
+    directions = {True: "higher is better", False: "lower is better", None: "diagnostic"}
+    return {
+        "suites": [{"name": s.name, "version": s.version, "dataset": s.dataset, "classes": list(s.classes),
+                    "description": s.description, "profiles": list(s.profiles),
+                    "default_explainers": list(s.default_explainers)} for s in SUITES.values()],
+        "explainers": [{"name": name, "capabilities": sorted(c.value for c in cls.capabilities), "paper": cls.paper}
+                       for name, cls in ((n, EXPLAINERS.get(n)) for n in EXPLAINERS.names())],
+        "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better,
+                     "direction": directions[m.higher_is_better], "capability": m.capability, "unit": m.unit,
+                     "description": m.description}
+                    for m in METRICS.values()],
+    }
+
+
+def _cmd_list(as_json: bool) -> int:
+    data = listing()
+    if as_json:
+        print(json.dumps(data, indent=1, ensure_ascii=False))
+        return 0
+    width = lambda items, key: max((len(item[key]) for item in items), default=0)  # noqa: E731
+    suites, explainers, metrics = data["suites"], data["explainers"], data["metrics"]
     print("suites:")
-    for suite in SUITES.values():
-        print(f"  {suite.name:<10} {suite.description} (profiles: {', '.join(suite.profiles)})")
+    for s in suites:
+        print(f"  {s['name']:<{width(suites, 'name')}}  {s['description']} (profiles: {', '.join(s['profiles'])})")
     print("explainers:")
-    for name in EXPLAINERS.names():
-        cls = EXPLAINERS.get(name)
-        caps = ", ".join(sorted(c.value for c in cls.capabilities)) or "-"
-        print(f"  {name:<10} [{caps}] {cls.paper}")
+    caps = ["[" + (", ".join(e["capabilities"]) or "-") + "]" for e in explainers]
+    cap_width = max(map(len, caps), default=0)
+    for e, cap in zip(explainers, caps):
+        print(f"  {e['name']:<{width(explainers, 'name')}}  {cap:<{cap_width}}  {e['paper']}")
     print("metrics:")
-    for info in METRICS.values():
-        direction = {True: "higher is better", False: "lower is better", None: "diagnostic"}[info.higher_is_better]
-        print(f"  {info.name:<28} {info.arrow or ' '} ({direction}; needs {info.capability}) {info.description}")
+    needs = [f"({m['direction']}; needs {m['capability']})" for m in metrics]
+    need_width = max(map(len, needs), default=0)
+    for m, need in zip(metrics, needs):
+        arrow = {True: "↑", False: "↓", None: " "}[m["higher_is_better"]]
+        print(f"  {m['name']:<{width(metrics, 'name')}}  {arrow}  {need:<{need_width}}  {m['description']}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _cmd_cache(args) -> int:
+    from bench import cache
+    from bench.store import cache_root
+
+    root = cache_root()
+    if args.cache_command == "info":
+        sys.stdout.write(cache.info_text(root))
+    elif args.cache_command == "prune":
+        found = cache.prune(root, dry_run=args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        for entry, reason in found:
+            print(f"{verb} {entry.path} ({cache.size_text(entry.size)}): {reason}")
+        print(f"{verb} {len(found)} file(s), {cache.size_text(sum(e.size for e, _ in found))}, from {root}")
+    else:
+        found = cache.clear(root)
+        for kind, count, size in cache.summary(found):
+            print(f"removed {kind}: {count} file(s), {cache.size_text(size)}")
+        print(f"removed {len(found)} file(s), {cache.size_text(sum(e.size for e in found))}, from {root}")
+    return 0
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    """Parse ``argv`` and run the command; its exit status (2 for a :class:`BenchError`)."""
     from bench.errors import BenchError
 
+    from bench.progress import configure_logging
+
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(-1 if args.quiet else 1 if args.verbose else 0)
     try:
         if args.command == "list":
-            return _cmd_list()
+            return _cmd_list(args.json)
+        if args.command == "cache":
+            return _cmd_cache(args)
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
         if args.command == "report":
@@ -145,19 +242,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "compare":
             return _cmd_compare(args)
-        from bench.runner import RunConfig, run, run_seeds
+        from bench.api import run
 
         explainers = None
         if args.explainers:
             explainers = tuple(n for item in args.explainers for n in item.split(",") if n)
-        config = RunConfig(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
-                           device=args.device, out=args.out, data_root=args.data_root,
-                           fid_features=args.fid_features, inception_weights=args.inception_weights,
-                           command=["python", "-m", "bench", *argv])
-        if args.seeds:
-            run_seeds(config, args.seeds)
-        else:
-            run(config)
+        results = run(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
+                      seeds=args.seeds, device=args.device, out=args.out, data_root=args.data_root,
+                      fid_features=args.fid_features, inception_weights=args.inception_weights,
+                      cache=not args.no_cache, progress=not args.quiet, command=[*parser.prog.split(), *argv])
+        print(results.leaderboard("md"))
         return 0
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -165,6 +259,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no results were written for this run", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench``: run the command in ``argv`` (default ``sys.argv[1:]``); its exit status.
+
+    Output into a pipe whose reader closes early (``python -m bench leaderboard RUN | head -1``) ends the
+    command quietly with status 141 = 128 + SIGPIPE, what the shell reports for a program SIGPIPE killed
+    (Python ignores SIGPIPE, so the write raises BrokenPipeError instead; without this, a traceback).
+    """
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit: a closed pipe fails inside the try (--help too)
+    except BrokenPipeError:
+        # stdout is unusable; point it at /dev/null so the interpreter's own flush at exit stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -62,21 +62,22 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         net.load_state_dict(payload["state_dict"])
         net = net.to(device).eval()
         fit_seconds, cached = payload["fit_seconds"], True
+        val_accuracy = payload["val_accuracy"]  # measured once, when it was trained (2 s a run saved)
     except (RuntimeError, KeyError):
         log(f"[features] training the FID feature network on all {len(ALL_CLASSES)} {dataset} classes "
             f"({len(data.train)} images, {epochs} epochs)")
         start = time.perf_counter()
         net = train_feature_net(data.train.images, data.train.labels, epochs=epochs, device=device, log=log)
         fit_seconds, cached = time.perf_counter() - start, False
+        with torch.no_grad():
+            val_accuracy = sum((net(data.val.images[i:i + 1024].to(device)).argmax(1).cpu()
+                                == data.val.labels[i:i + 1024]).sum().item()
+                               for i in range(0, len(data.val), 1024)) / len(data.val)
         if cache:
             save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
-                                   "fit_seconds": fit_seconds})
+                                   "fit_seconds": fit_seconds, "val_accuracy": val_accuracy})
     for p in net.parameters():
         p.requires_grad_(False)
-    with torch.no_grad():
-        val_accuracy = sum((net(data.val.images[i:i + 1024].to(device)).argmax(1).cpu()
-                            == data.val.labels[i:i + 1024]).sum().item()
-                           for i in range(0, len(data.val), 1024)) / len(data.val)
     record = {"name": f"featurenet-{dataset}{len(ALL_CLASSES)}", "feature_dim": FeatureNet.feature_dim,
               "description": f"FeatureNet (metrics.fid) trained on all {len(ALL_CLASSES)} {dataset} classes, "
                              f"{epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate features",

@@ -57,6 +57,7 @@ from typing import Sequence
 from bench.errors import BenchError
 from bench.leaderboard import check_same_run, run_records
 from bench.results import code_revision, device_text
+from bench.schema import validate_baseline
 from bench.store import atomic_write_text
 from metrics import METRICS
 
@@ -297,6 +298,8 @@ def write_baseline(run_dirs: Sequence[str | Path], out: str | Path, *, tolerance
 
 
 def load_baseline(path: str | Path) -> dict:
+    """The baseline in ``path``, checked (kind, baseline schema, then every field's type by
+    :func:`bench.schema.validate_baseline`); :class:`UnusableInput` (exit 2) naming the field otherwise."""
     path = Path(path)
     try:
         baseline = json.loads(path.read_text())
@@ -309,7 +312,10 @@ def load_baseline(path: str | Path) -> dict:
     if baseline.get("baseline_schema") != BASELINE_SCHEMA:
         raise UnusableInput(f"{path} has baseline schema {baseline.get('baseline_schema')}; "
                             f"this genexbench reads {BASELINE_SCHEMA}")
-    return baseline
+    try:
+        return validate_baseline(baseline, path)
+    except BenchError as exc:
+        raise UnusableInput(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -329,6 +335,27 @@ class Finding:
     sd: float | None = None  # s.d. over the baseline's seeds (None with fewer than 2)
     n_baseline: int = 0  # baseline seeds with a defined value
     floor: float | None = None  # the floor (calibrated) or tolerance (fixed), in the metric's units
+    gated: bool = True  # False: reported, never worse (undefined in the baseline, or on too few seeds to test)
+
+    @property
+    def verdict(self) -> str:
+        """``worse``, ``ok`` or ``not gated``."""
+        return "worse" if self.worse else "ok" if self.gated else "not gated"
+
+    @property
+    def delta(self) -> float | None:
+        """The run's mean minus the baseline's (signed, in the metric's units); None where either is undefined."""
+        return None if self.baseline is None or self.now is None else self.now - self.baseline
+
+    def row(self) -> dict:
+        """The finding as data (JSON-ready: non-finite numbers become None)."""
+        finite = lambda v: v if v is None or math.isfinite(v) else None  # noqa: E731
+        return {"verdict": self.verdict, "explainer": self.explainer, "metric": self.metric,
+                "higher_is_better": METRICS[self.metric].higher_is_better if self.metric in METRICS else None,
+                "baseline": finite(self.baseline), "run": finite(self.now), "delta": finite(self.delta),
+                "tolerance": finite(self.floor), "allowed": finite(self.allowed), "test": self.rule,
+                "p": finite(self.p), "p_holm": finite(self.p_holm), "sd": finite(self.sd),
+                "n_baseline": self.n_baseline}
 
     def line(self) -> str:
         fmt = lambda v: "undefined" if v is None else f"{v:.6g}"  # noqa: E731
@@ -379,15 +406,59 @@ class Comparison:
             rows.append((f, delta, n))
         return rows
 
-    def report(self, detect: str | None = None, *, seeds_table: bool = False) -> str:
-        """The verdict, every flagged metric with its rule and (calibrated rule) Holm-adjusted p; with
+    def rows(self) -> list[dict]:
+        """Every compared metric as a dict (:meth:`Finding.row`), the worse ones first, then in baseline order:
+        ``verdict`` (worse, ok, not gated), ``explainer``, ``metric``, ``higher_is_better``, ``baseline`` and
+        ``run`` (means over seeds), ``delta`` (run - baseline), ``tolerance`` (the floor or fixed tolerance, in
+        the metric's units), ``allowed`` (the worst value accepted), ``test`` (the rule and its p-values),
+        ``p``, ``p_holm``, ``sd`` (over the baseline's seeds), ``n_baseline``. Per-factor diagnostics and
+        timings are never gated, so every row is one (explainer, metric)."""
+        return [f.row() for f in sorted(self.findings, key=lambda f: not f.worse)]
+
+    def to_dict(self, detect: str | None = None, *, seeds_table: bool = False) -> dict:
+        """The comparison as JSON-ready data: what :meth:`report` prints with ``table=True``. ``seeds_needed``
+        (with ``seeds_table`` or a ``detect`` size) lists per metric the baseline s.d., the change to detect
+        and the seeds per side needed; ``seeds`` is null where the s.d. is null (< 2 baseline seeds) or more
+        than ``MAX_SEEDS`` would be needed."""
+        out = {"exit_code": self.exit_code, "rule": self.rule, "rule_description": self.describe_rule(),
+               "tolerance": self.tolerance, "alpha": self.alpha, "tests": self.tests,
+               "baseline_seeds": list(self.baseline_seeds), "run_seeds": list(self.run_seeds),
+               "notes": self.note.splitlines(), "compared": len(self.findings), "worse": len(self.worse),
+               "rows": self.rows()}
+        if seeds_table or detect:
+            out["seeds_needed"] = {
+                "size": detect or self.tolerance, "power": POWER, "level": self.alpha / max(self.tests, 1),
+                "rows": [{"explainer": f.explainer, "metric": f.metric, "sd": f.sd, "change": delta, "seeds": n}
+                         for f, delta, n in self.seeds_needed(detect)]}
+        return out
+
+    def table(self) -> str:
+        """Every compared metric, one aligned line each, the worse ones first (:meth:`rows`)."""
+        num = lambda v, sign="": "undefined" if v is None else f"{v:{sign}.4g}"  # noqa: E731
+        lines = [("verdict", "explainer", "metric", "baseline", "run", "delta", "tolerance", "allowed", "test")]
+        for row in self.rows():
+            arrow = {True: " ↑", False: " ↓"}.get(row["higher_is_better"], "")
+            lines.append((row["verdict"], row["explainer"], row["metric"] + arrow, num(row["baseline"]),
+                          num(row["run"]), num(row["delta"], "+"), num(row["tolerance"]), num(row["allowed"]),
+                          row["test"]))
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) + "  " + line[-1]
+                         for line in lines)
+
+    def report(self, detect: str | None = None, *, seeds_table: bool = False, table: bool = False) -> str:
+        """The verdict and every flagged metric with its rule and (calibrated rule) Holm-adjusted p; with
+        ``table``, every compared metric instead (:meth:`table`, the worse first) and a count; with
         ``seeds_table`` (or a ``detect`` size) the seeds per side needed to detect a change of ``detect``
         (default: the floor/tolerance)."""
         head = (f"compared {len(self.findings)} metrics: run seeds {list(self.run_seeds)} against baseline seeds "
                 f"{list(self.baseline_seeds)}; {self.describe_rule()}" + (f"\n{self.note}" if self.note else ""))
         lines = [head]
+        if table:
+            lines.append(self.table())
         if not self.worse:
             lines.append("no metric got worse beyond tolerance")
+        elif table:
+            lines.append(f"{len(self.worse)} of {len(self.findings)} metrics got worse (listed first)")
         else:
             lines += [f"{len(self.worse)} metric(s) got worse:", *("  " + f.line() for f in self.worse)]
         if seeds_table or detect:
@@ -439,7 +510,7 @@ def _decide_fixed(explainer: str, metric: str, base: list, now: list, tolerance:
     base_defined = [v for v in base if v is not None]
     extra = dict(sd=_sd(base), n_baseline=len(base_defined))
     if b is None:  # undefined in the baseline (e.g. an FID group no explanation reached): nothing to keep
-        return Finding(explainer, metric, None, n, None, False, "undefined in the baseline", **extra)
+        return Finding(explainer, metric, None, n, None, False, "undefined in the baseline", gated=False, **extra)
     tol = tolerance.allowed(metric, b)
     extra["floor"] = tol
     allowed = b - tol if higher else b + tol
@@ -471,7 +542,7 @@ def _test_calibrated(explainer: str, metric: str, base: list, now: list, floor: 
         # that some seeds fill and others do not): its spread is unknown, so it is reported, not gated
         return Finding(explainer, metric, _mean(base), _mean(now), None, False,
                        f"not gated: defined on {len(base_defined)} of {len(base)} baseline seeds, the calibrated "
-                       f"rule needs {MIN_CALIBRATION_SEEDS}", n_baseline=len(base_defined))
+                       f"rule needs {MIN_CALIBRATION_SEEDS}", n_baseline=len(base_defined), gated=False)
     higher = METRICS[metric].higher_is_better
     b, n = _mean(base), _mean(now_defined) if now_defined else None
     sd = _sd(base)
@@ -481,7 +552,7 @@ def _test_calibrated(explainer: str, metric: str, base: list, now: list, floor: 
     if len(now_defined) < len(now):
         if len(base_defined) < len(base):  # the baseline too was undefined on some seed: that happens by chance
             return Finding(explainer, metric, b, n, allowed, False, "undefined on some run seeds, as on some "
-                                                                   "baseline seeds: not gated", **extra)
+                                                                   "baseline seeds: not gated", gated=False, **extra)
         return Finding(explainer, metric, b, n, allowed, True, "defined in the baseline, undefined now", **extra)
     now = now_defined
     moved_bad = (b - n) if higher else (n - b)
@@ -563,6 +634,11 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
         if meta.get(field) != baseline.get(field):
             raise UnusableInput(f"{field} differs: run {meta.get(field)!r}, baseline {baseline.get(field)!r}")
     base = {(e, m): v for e, metrics in baseline["values"].items() for m, v in metrics.items()}
+    # explainers the run did not ask for (``--explainers``) are left out, said in a note; an explainer it
+    # ran and that lacks a metric is still unusable input (below)
+    asked = {name for rec in records for name in rec["metadata"].get("explainers") or ()}
+    not_run = sorted({e for e, _ in base} - asked) if asked else []
+    base = {key: v for key, v in base.items() if key[0] not in not_run}
     n_seeds = len(baseline.get("seeds") or ()) or max((len(v) for v in base.values()), default=0)
     calibrated = rule == "auto" and n_seeds >= MIN_CALIBRATION_SEEDS
     default = DEFAULT_FLOOR if calibrated else DEFAULT_TOLERANCE
@@ -593,7 +669,7 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
                                     sd=_sd(values), n_baseline=sum(v is not None for v in values)))
         else:
             findings.append(decide(explainer, metric, values, now[(explainer, metric)], spec))
-    notes = []
+    notes = [f"note: not compared, not run: {', '.join(not_run)}"] if not_run else []
     if calibrated:
         findings = _holm_verdicts(findings, base, ALPHA)
         tests = sum(f.p is not None for f in findings)

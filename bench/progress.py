@@ -39,7 +39,20 @@ def stderr_is_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-class _TqdmHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record is written (not when the handler was made), so
+    a replaced stderr (a notebook's, pytest's capture) gets the lines and a closed one is never written to."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
+class _TqdmHandler(_StderrHandler):
     """Writes records through :func:`tqdm.tqdm.write`, so lines print above an active bar, not through it."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -58,7 +71,7 @@ def configure_logging(verbosity: int = 0) -> None:
     """Log ``bench``, ``explainers`` and ``metrics`` to stderr with a timestamp: ``verbosity`` -1 (``-q``)
     warnings only, 0 info, 1 (``-v``) debug. Replaces a handler this function installed before."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG if verbosity > 0 else logging.WARNING)
-    handler = _TqdmHandler() if stderr_is_terminal() else logging.StreamHandler(sys.stderr)
+    handler = _TqdmHandler() if stderr_is_terminal() else _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     setattr(handler, _HANDLER_FLAG, True)
     for name in ("bench", "explainers", "metrics"):
@@ -68,6 +81,16 @@ def configure_logging(verbosity: int = 0) -> None:
         log.addHandler(handler)
         log.setLevel(level)
         log.propagate = False
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging` (for tests, and for a notebook that wants the defaults back)."""
+    for name in ("bench", "explainers", "metrics"):
+        log = logging.getLogger(name)
+        for old in [h for h in log.handlers if getattr(h, _HANDLER_FLAG, False)]:
+            log.removeHandler(old)
+        log.setLevel(logging.NOTSET)
+        log.propagate = True
 
 
 @contextlib.contextmanager

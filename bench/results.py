@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
+from bench.schema import SCHEMA_VERSION, validate_record
 from bench.store import atomic_write_text
 
-SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 
 
@@ -101,6 +101,8 @@ def write_record(run_dir: Path, record: dict) -> Path:
 
 
 def load_record(run_dir: Path) -> dict:
+    """The record of a run directory (or a ``results.json``), checked against :mod:`bench.schema`: a missing,
+    corrupt or malformed file is a one-line :class:`BenchError` naming the file and the field."""
     path = Path(run_dir) / RESULTS_FILE if Path(run_dir).is_dir() else Path(run_dir)
     try:
         record = json.loads(path.read_text())
@@ -108,6 +110,6 @@ def load_record(run_dir: Path) -> dict:
         raise BenchError(f"no {RESULTS_FILE} in {run_dir} (not a completed run)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or "metadata" not in record or "results" not in record:
-        raise BenchError(f"{path} is not a genexbench results record")
-    return record
+    except OSError as exc:
+        raise BenchError(f"cannot read {path} ({exc.strerror or exc})") from None
+    return validate_record(record, path)

@@ -3,6 +3,9 @@ the smoke profile and one shared smoke run."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,6 +28,15 @@ def isolated_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def reset_seeds():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def reset_logging():
+    """A test that calls the command line configures logging for the process; the next test starts clean."""
+    yield
+    from bench.progress import reset_logging
+
+    reset_logging()
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +78,31 @@ def broken_registered():
 def smoke(broken_registered):
     """The suites' built-in ``smoke`` profile (the one users run in CI) and a ``broken`` explainer."""
     return SUITES["mnist"].profile("smoke")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def readme():
+    """``readme(marker)``: the fenced block of README.md whose first line is ``# readme: <marker>``, so a
+    test runs the README's example as written and the two cannot drift."""
+
+    def block(marker: str) -> str:
+        blocks = re.findall(r"```(?:python|bash)\n(# readme: [\w-]+\n.*?)```", (ROOT / "README.md").read_text(), re.S)
+        found = [b for b in blocks if b.startswith(f"# readme: {marker}\n")]
+        assert len(found) == 1, f"README.md has {len(found)} blocks marked {marker}"
+        return found[0]
+
+    return block
+
+
+@pytest.fixture
+def in_a_project(tmp_path, monkeypatch):
+    """A fresh working directory that sees the repository's committed results, as a user's checkout does."""
+    (tmp_path / "results").symlink_to(ROOT / "results")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 #: every mnist explainer and the broken one: what the shared smoke run fits

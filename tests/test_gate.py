@@ -1,21 +1,20 @@
-"""Regression gates: tolerance specs, the threshold and t-test rules, exit statuses, and real sabotage
-caught on real runs while an untouched re-run passes."""
+"""Regression gates: tolerance specs, the threshold and t-test rules, exit statuses, and the README's CI
+recipe on real runs: unchanged code passes, a sabotaged explainer fails."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
 from scipy import stats
 
 from bench.cli import main
-from bench.gate import (ALPHA, RegressionError, Tolerance, UnusableInput, assert_no_regression, check_suite,
+from bench.gate import (ALPHA, RegressionError, Tolerance, UnusableInput, assert_no_regression,
                         compare, compare_records, load_baseline, make_baseline, write_baseline)
-from bench.results import load_record, write_record
-from bench.runner import RunConfig, run, run_seeds
-from bench.suites import SUITES
+from bench.results import device_text, load_record, write_record
 from explainers.base import EXPLAINERS
 
 
@@ -96,71 +95,48 @@ def test_unusable_input_exits_2(record, tmp_path, capsys):
     assert main(["compare", str(run_dir), "--baseline", str(base), "--tolerance", "x=1"]) == 2
 
 
-# ----------------------------------------------------------------------------- real runs, real sabotage
+# ----------------------------------------------------------------------------- the CI recipe, on real runs
 
 
-@pytest.fixture
-def gate_profile(tiny_profile, monkeypatch):
-    """The tiny profile with a GCE long enough that alpha carries f's information (I(alpha;Y) ~0.5 nats), and
-    100 saliency queries: on 12 the removal AUCs of one seed spread by 0.25 (MoRF 0.34-0.84 over 3 seeds)."""
-    tiny_profile.explainers["gce"] = {"steps": 200, "n_alpha": 8, "n_beta": 8}
-    profile = dataclasses.replace(tiny_profile, saliency_queries=100)
-    monkeypatch.setitem(SUITES, "mnist", dataclasses.replace(SUITES["mnist"], profiles={**SUITES["mnist"].profiles,
-                                                                                          "tiny": profile}))
-    return profile
+def shuffled_maps(saliency):
+    """``saliency`` whose maps are shuffled pixel by pixel (a fixed permutation per image): the sabotage."""
+
+    def shuffled(self, x, target):
+        maps = saliency(self, x, target)
+        order = torch.stack([torch.randperm(maps[0].numel(), generator=torch.Generator().manual_seed(i))
+                             for i in range(len(maps))])
+        return maps.flatten(1).gather(1, order).view_as(maps)
+
+    return shuffled
 
 
 @pytest.mark.slow
-def test_the_gate_passes_unseen_seeds_of_unchanged_code_and_catches_sabotage(gate_profile, tmp_path, monkeypatch):
-    """On real runs: a 3-seed baseline (seeds 0-2); an untouched cold re-run reproduces seed 0 exactly; seeds
-    the baseline never saw (3-5) of unchanged code pass; an alpha-blind GCE and a noise saliency map, on those
-    seeds, fail on their own metrics and the untouched explainer's pass."""
-    names = ("gce", "saliency", "random")
-    quiet = lambda m: None  # noqa: E731
-    config = lambda out: RunConfig(suite="mnist", profile="tiny", explainers=names, device="cpu",  # noqa: E731
-                                   out=tmp_path / out)
-    run_seeds(config("reference"), (0, 1, 2), log=quiet)
-    base = write_baseline([tmp_path / "reference"], tmp_path / "baseline.json")
-    reference = load_baseline(base)
-    assert reference["seeds"] == [0, 1, 2]
-    assert min(reference["values"]["gce"]["information_flow"]) > 0.1
-    assert min(reference["values"]["gce"]["accuracy_drop_causal"]) > 0.05
+def test_the_readme_ci_recipe_passes_unchanged_code_and_fails_shuffled_maps(smoke_run, in_a_project, readme,
+                                                                             monkeypatch):
+    """The README's "gate an explainer change in your CI" block, run as written against the committed smoke
+    baseline: unchanged code passes (and, on the machine kind that made the baseline, reproduces its numbers
+    exactly); the same commands with integrated gradients' maps shuffled exit 1 on that explainer alone."""
+    commands = [shlex.split(line) for line in readme("ci-recipe").splitlines()[1:] if line.strip()]
+    assert [c[:3] for c in commands] == [["python", "-m", "bench"]] * 2 and [c[3] for c in commands] == ["run", "compare"]
+    assert [main(c[3:]) for c in commands] == [0, 0]
+    out = Path(commands[0][commands[0].index("--out") + 1])
+    baseline = load_baseline(commands[1][commands[1].index("--baseline") + 1])
+    run_records = [load_record(out / f"seed{s}") for s in baseline["seeds"]]
+    if [device_text(r["metadata"]["device"]) for r in run_records] == baseline["devices"]:
+        for explainer in ("integrated_gradients", "random"):  # the same machine kind: the same numbers
+            for metric, base in baseline["values"][explainer].items():
+                now = [next((r["value"] for r in rec["results"] if (r["explainer"], r["metric"], r["factor"])
+                             == (explainer, metric, None)), "missing") for rec in run_records]
+                assert now == base, (explainer, metric)
 
-    # untouched, and cold (a new cache: every model retrained): seed 0's numbers reproduce exactly
-    with monkeypatch.context() as patch:
-        patch.setenv("GENEXBENCH_CACHE", str(tmp_path / "fresh-cache"))
-        run(dataclasses.replace(config("again"), seed=0), log=quiet)
-    again = load_record(tmp_path / "again")
-    assert again["metadata"]["explainer_details"]["gce"]["cached"] is False
-    first = load_record(tmp_path / "reference" / "seed0")
-    assert [r["value"] for r in again["results"] if "seconds" not in r["metric"]] == \
-        [r["value"] for r in first["results"] if "seconds" not in r["metric"]]
-
-    # seeds the baseline has not seen, code unchanged: passes (Welch per metric, Holm across metrics)
-    unseen = (3, 4, 5)
-    comparison = assert_no_regression(run_seeds(config("unseen"), unseen, log=quiet), base)
-    assert comparison.rule == "calibrated" and comparison.exit_code == 0
-
-    # sabotage on the same unseen seeds (fitted models loaded from the cache): GCE's decoder ignores alpha,
-    # and the gradient saliency map is replaced by noise; the random map is left alone
-    gce, saliency = EXPLAINERS.get("gce"), EXPLAINERS.get("saliency")
-    decode = gce.decode
-
-    def decode_without_alpha(self, z):
-        z = z.clone()
-        z[:, :self.latent_split.n_causal] = 0.0
-        return decode(self, z)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(gce, "decode", decode_without_alpha)
-        patch.setattr(saliency, "saliency", lambda self, x, target: torch.rand(x.shape, generator=torch.Generator()
-                                                                               .manual_seed(1)))
-        broken = run_seeds(config("sabotage"), unseen, log=quiet)
-    assert main(["compare", str(broken), "--baseline", str(base)]) == 1
-    worse = {(f.explainer, f.metric) for f in compare([broken], base).worse}
-    assert {("gce", "information_flow"), ("gce", "accuracy_drop_causal")} <= worse
-    assert {("saliency", "removal_morf_auc"), ("saliency", "removal_gap")} <= worse
-    assert {e for e, _ in worse} == {"gce", "saliency"}  # the untouched random map is not flagged
+    ig = EXPLAINERS.get("integrated_gradients")
+    monkeypatch.setattr(ig, "saliency", shuffled_maps(ig.saliency))
+    sabotaged = [["runs/sabotaged" if a == str(out) else a for a in c] for c in commands]
+    assert main(sabotaged[0][3:]) == 0 and main(sabotaged[1][3:]) == 1
+    comparison = compare(["runs/sabotaged"], commands[1][commands[1].index("--baseline") + 1])
+    worse = {(f.explainer, f.metric) for f in comparison.worse}
+    assert ("integrated_gradients", "randomisation_correlation") in worse  # the map stopped depending on f
+    assert {e for e, _ in worse} == {"integrated_gradients"}  # the untouched random map is not flagged
     with pytest.raises(RegressionError) as failure:
-        assert_no_regression(broken, base)
-    assert "information_flow of gce: baseline" in str(failure.value)
+        assert_no_regression("runs/sabotaged", commands[1][commands[1].index("--baseline") + 1])
+    assert "randomisation_correlation of integrated_gradients: baseline" in str(failure.value)
