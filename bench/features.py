@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bench.data import load_dataset
+from bench.data import Split, load_dataset
 from bench.errors import unknown_name
 from bench.progress import track
 from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
@@ -47,12 +47,15 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
 
 
 def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.device,
-                       log: Callable[[str], None], epochs: int = EPOCHS,
+                       log: Callable[[str], None], epochs: int = EPOCHS, images: int | None = None,
                        cache: bool = True) -> tuple[FeatureNet, dict]:
-    """The suite dataset's feature network (trained once, cached unless ``cache=False``) and a record naming it."""
+    """The suite dataset's feature network (trained once, cached unless ``cache=False``) and a record naming it.
+    ``images``: train on the first ``images`` training images only (None: all)."""
     data = load_dataset(dataset, ALL_CLASSES, data_root=data_root)
-    key = stable_hash({"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": ALL_CLASSES,
-                       "epochs": epochs, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")})
+    train = data.train if images is None else Split(data.train.images[:images], data.train.labels[:images])
+    identity = {"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": ALL_CLASSES,
+                "epochs": epochs, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")}
+    key = stable_hash(identity if images is None else {**identity, "images": images})
     path = cache_root() / "models" / f"featurenet-{key}.pt"
     payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
     net = FeatureNet(len(ALL_CLASSES))
@@ -65,9 +68,9 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         val_accuracy = payload["val_accuracy"]  # measured once, when it was trained (2 s a run saved)
     except (RuntimeError, KeyError):
         log(f"[features] training the FID feature network on all {len(ALL_CLASSES)} {dataset} classes "
-            f"({len(data.train)} images, {epochs} epochs)")
+            f"({len(train)} images, {epochs} epochs)")
         start = time.perf_counter()
-        net = train_feature_net(data.train.images, data.train.labels, epochs=epochs, device=device, log=log)
+        net = train_feature_net(train.images, train.labels, epochs=epochs, device=device, log=log)
         fit_seconds, cached = time.perf_counter() - start, False
         with torch.no_grad():
             val_accuracy = sum((net(data.val.images[i:i + 1024].to(device)).argmax(1).cpu()
@@ -80,7 +83,8 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         p.requires_grad_(False)
     record = {"name": f"featurenet-{dataset}{len(ALL_CLASSES)}", "feature_dim": FeatureNet.feature_dim,
               "description": f"FeatureNet (metrics.fid) trained on all {len(ALL_CLASSES)} {dataset} classes, "
-                             f"{epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate features",
+                             f"{len(train)} training images, {epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate "
+                             "features",
               "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
               "val_accuracy": val_accuracy}
     return net, record
@@ -88,10 +92,11 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
 
 def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device: torch.device,
                       log: Callable[[str], None], inception_weights: str | None = None, epochs: int = EPOCHS,
-                      cache: bool = True):
+                      cache: bool = True, images: int | None = None):
     """``featurenet`` (default) or ``inception`` (needs pytorch-fid's weights file on disk)."""
     if kind == "featurenet":
-        return cached_feature_net(dataset, data_root=data_root, device=device, log=log, epochs=epochs, cache=cache)
+        return cached_feature_net(dataset, data_root=data_root, device=device, log=log, epochs=epochs, images=images,
+                                  cache=cache)
     if kind == "inception":
         net = InceptionFeatures(inception_weights).to(device)
         return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,

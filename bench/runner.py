@@ -112,11 +112,12 @@ def explainer_seed(seed: int, name: str) -> int:
 
 def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, device: torch.device,
                 log: Callable[[str], None], fid_samples: int = 1000,
-                feature_epochs: int = FEATURE_EPOCHS) -> tuple[SweepSetup, dict]:
+                feature_epochs: int = FEATURE_EPOCHS, feature_images: int | None = None
+                ) -> tuple[SweepSetup, dict]:
     """The queries, real images and FID feature extractor every sweep-capable explainer is scored on."""
     extractor, record = feature_extractor(config.fid_features, data.name, data_root=config.data_root,
                                           device=device, log=log, inception_weights=config.inception_weights,
-                                          epochs=feature_epochs, cache=config.cache)
+                                          epochs=feature_epochs, images=feature_images, cache=config.cache)
     queries, real = data.test.images[:n_queries], data.test.images[n_queries:]  # FID's reference: not the queries
     positive = data.n_classes - 1
     with torch.no_grad():
@@ -283,7 +284,8 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
         with progress.step(prefix + "FID features"):
             setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device,
                                                  log_to("bench.features"), fid_samples=profile.fid_samples,
-                                                 feature_epochs=profile.feature_epochs)
+                                                 feature_epochs=profile.feature_epochs,
+                                                 feature_images=profile.feature_images)
         timings["features_seconds"] = time.perf_counter() - t
 
     saliency = None

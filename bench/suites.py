@@ -27,6 +27,7 @@ class Profile:
     fid_samples: int = 1000  # generated images per FID group, the same for every explainer
     latent_images: int | None = None  # the first N validation / test images of the latent metrics (None: all)
     feature_epochs: int = 2  # epochs of the FID feature network (part of its cache key)
+    feature_images: int | None = None  # train the FID feature network on the first N training images (None: all)
     note: str = ""
 
 
@@ -81,9 +82,9 @@ def _smoke_profile(gce: dict, svae: dict) -> Profile:
     return Profile(name="smoke", classifier=ClassifierConfig(epochs=1), explainers=_smoke(gce, svae),
                    info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
                    fid_samples=129,  # FeatureNet's 128-d features need more than 128 images a group
-                   latent_images=256, feature_epochs=1,
-                   note="smoke test of the whole pipeline (CI-sized, minutes on 2 cores): classifier and FID "
-                        "feature network 1 epoch; GCE 15 steps, N_alpha=N_beta=4; exaggeration and GANMEX 10 "
+                   latent_images=256, feature_epochs=1, feature_images=10000,
+                   note="smoke test of the whole pipeline (CI-sized, about a minute on 2 cores): classifier 1 "
+                        "epoch, FID feature network 1 epoch of 10000 images; GCE 15 steps, N_alpha=N_beta=4; exaggeration and GANMEX 10 "
                         "steps with 8 base channels; SVAE 20 steps; 40 sweep queries, 12 saliency images, FID "
                         "from 129 images a group, latent metrics on 256 images, information flow (10, 5). The "
                         "numbers check that nothing broke; they do not rank explainers")
