@@ -637,7 +637,8 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
     # explainers the run did not ask for (``--explainers``) are left out, said in a note; an explainer it
     # ran and that lacks a metric is still unusable input (below)
     asked = {name for rec in records for name in rec["metadata"].get("explainers") or ()}
-    not_run = sorted({e for e, _ in base} - asked) if asked else []
+    asked |= {r["explainer"] for rec in records for r in rec["results"]}
+    not_run = sorted({e for e, _ in base} - asked)
     base = {key: v for key, v in base.items() if key[0] not in not_run}
     n_seeds = len(baseline.get("seeds") or ()) or max((len(v) for v in base.values()), default=0)
     calibrated = rule == "auto" and n_seeds >= MIN_CALIBRATION_SEEDS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import time
 import zlib
@@ -200,11 +201,25 @@ class _Plan:
         return 2 + int(sweeps) + fits + len(self.classes)
 
 
-def plan(config: RunConfig, log: Callable[[str], None] = _log) -> _Plan:
+def check_creatable(path: Path) -> None:
+    """Raise a one-line BenchError unless directory ``path`` exists writable or could be created, without
+    creating anything: its nearest existing ancestor must be a writable directory."""
+    path = Path(path).absolute()
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                raise BenchError(f"output directory {str(path)!r} is not writable ({existing} is not a writable "
+                                 "directory)")
+            return
+
+
+def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | None = None) -> _Plan:
     """Check everything a run can check before it creates a directory or trains anything: the suite,
-    profile and explainer names, the device, the Inception weights when asked for, and the data."""
+    profile and explainer names, the device, the output directory (``out``, default the run's), the
+    Inception weights when asked for, and the data."""
     suite = get_suite(config.suite)
     profile = suite.profile(config.profile)
+    check_creatable(out or config.out or Path(f"runs/{suite.name}-{profile.name}-seed{config.seed}"))
     names = tuple(config.explainers or suite.default_explainers)
     if len(set(names)) != len(names):
         raise BenchError(f"explainer named twice: {list(names)}")
@@ -398,9 +413,9 @@ def run_seeds(config: RunConfig, seeds: tuple[int, ...], log: Callable[[str], No
     per seed, so an interrupted multi-seed run resumes where it stopped."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
-    planned = plan(config, log)
+    out = Path(config.out or f"runs/{config.suite}-{config.profile}-seeds" + "-".join(map(str, seeds)))
+    planned = plan(config, log, out=out)
     progress = RunProgress(planned.n_steps * len(seeds), bar=True)
-    out = Path(config.out or f"runs/{planned.suite.name}-{config.profile}-seeds" + "-".join(map(str, seeds)))
     try:
         with _output_dir(out):
             dirs = []
