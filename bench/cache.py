@@ -11,9 +11,11 @@ genexbench writes nowhere else in it:
   (settings, data, seed, the source of the code that trains it);
 - ``.<name>.<random>.tmp`` beside them while a write is in progress (:func:`bench.store.atomic_write_bytes`).
 
-A model's key is a one-way hash, so an entry that older code or settings of a model that still exists
-made cannot be told from a current one: it is never read again (a changed source changes the key), and
-only :func:`clear` removes it. :func:`prune` removes what can be shown unusable (:func:`stale`).
+A model's key is a one-way hash, so the key alone cannot say whether older code made an entry; each
+model therefore stores a code stamp (:func:`bench.store.code_stamp`: the modules its key hashes, and the
+hash), and :func:`prune` removes models whose code changed or is gone, with everything else it can show
+unusable (:func:`stale`). Entries made by older *settings* (a profile edited since) cannot be told apart
+and stay until :func:`clear`, as do models written before the stamp existed.
 """
 
 from __future__ import annotations
@@ -140,10 +142,10 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
     - a file whose name genexbench does not write;
     - a model of a kind the current code does not fit (an explainer removed or renamed);
     - a checkpoint that does not load or holds another key than its name says (a run rebuilds it), or a
-      MNIST download that fails its checksum.
+      MNIST download that fails its checksum;
+    - a model whose stored code stamp differs from today's source of its modules, or whose module is gone.
 
-    Entries made by older code or settings of a model that still exists are not found (see the module
-    docstring): ``clear`` removes those.
+    Entries made by older settings are not found (see the module docstring): ``clear`` removes those.
     """
     now = time.time() if now is None else now
     kinds = None
@@ -161,10 +163,32 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
             if entry.kind.removeprefix("model ") not in kinds:
                 out.append((entry, "no registered explainer fits this kind of model"))
                 continue
-        reason = _unreadable(entry)
+        reason = _unreadable(entry) or (_outdated(entry) if entry.kind.startswith("model") else None)
         if reason:
             out.append((entry, reason))
     return out
+
+
+def _outdated(entry: Entry) -> str | None:
+    """Why a model was made by code that no longer exists (its stored :func:`bench.store.code_stamp` differs
+    from today's source of the same modules, or a module is gone), else None. Checkpoints written before
+    the stamp existed carry none and are not judged."""
+    import importlib
+
+    import torch
+
+    from bench.store import source_hash
+
+    stamp = torch.load(entry.path, map_location="cpu", weights_only=True).get("code")
+    if not stamp:
+        return None
+    try:
+        for name in stamp["modules"]:
+            importlib.import_module(name)
+        current = source_hash(*stamp["modules"])
+    except (ImportError, OSError, TypeError) as exc:
+        return f"made by code that no longer exists ({type(exc).__name__}: {exc})"
+    return None if current == stamp["source"] else f"made by older code of {', '.join(stamp['modules'])}"
 
 
 def prune(root: Path | None = None, *, dry_run: bool = False) -> list[tuple[Entry, str]]:

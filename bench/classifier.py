@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from bench.data import Split
 from bench.progress import log_to, track
-from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
+from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
 
 
 class Table1Classifier(nn.Module):
@@ -183,7 +183,7 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
         fit_seconds = time.perf_counter() - start
         if cache:
             save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
-                                   "fit_seconds": fit_seconds})
+                                   "fit_seconds": fit_seconds, "code": code_stamp(__name__)})
     box = BlackBox(network.to(device), n_classes)
     channels_last = box.use_channels_last(val.images[:8].to(device))
     record = {"cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3), "channels_last": channels_last,

@@ -103,9 +103,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                                       "dataset, models per explainer fit, black box and FID feature network)")
     prune_help = ("remove entries no run will read: temporary files of interrupted writes (older than an hour), "
                   "files with names genexbench does not write, models of a kind no registered explainer fits, "
-                  "checkpoints that do not load or hold another key than their name says. Models made by older "
-                  "code or settings of an explainer that still exists cannot be told apart (their name is a "
-                  "one-way hash): `cache clear` removes those")
+                  "checkpoints that do not load or hold another key than their name says, models whose training "
+                  "code changed since (each stores the hash of its source). Models made by older settings "
+                  "cannot be told apart (their name is a one-way hash): `cache clear` removes those")
     prune = cache_sub.add_parser("prune", help=prune_help, description=prune_help)
     prune.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     cache_sub.add_parser("clear", help="remove every cached dataset and model (the cache's data/ and models/), "

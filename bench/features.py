@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from bench.data import Split, load_dataset
 from bench.errors import unknown_name
 from bench.progress import track
-from bench.store import cache_root, load_checkpoint, save_checkpoint, source_hash, stable_hash
+from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
 from metrics.fid import FeatureNet, InceptionFeatures
 
 FEATURE_SEED = 0  # fixed: the extractor is part of the metric's definition, not of a run
@@ -78,7 +78,8 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
                                for i in range(0, len(data.val), 1024)) / len(data.val)
         if cache:
             save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
-                                   "fit_seconds": fit_seconds, "val_accuracy": val_accuracy})
+                                   "fit_seconds": fit_seconds, "val_accuracy": val_accuracy,
+                                   "code": code_stamp(__name__, "metrics.fid")})
     for p in net.parameters():
         p.requires_grad_(False)
     record = {"name": f"featurenet-{dataset}{len(ALL_CLASSES)}", "feature_dim": FeatureNet.feature_dim,

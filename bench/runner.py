@@ -25,7 +25,7 @@ from bench import leaderboard
 from bench.report import write_report
 from bench.results import RESULTS_FILE, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
-from bench.store import (atomic_write_text, cache_root, ensure_writable_dir, load_checkpoint, save_checkpoint,
+from bench.store import (atomic_write_text, cache_root, code_stamp, ensure_writable_dir, load_checkpoint, save_checkpoint,
                          source_hash, stable_hash)
 from bench.suites import get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer
@@ -101,7 +101,8 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     state = {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v)
              for k, v in explainer.state_dict().items()}
     if cache:
-        save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record})
+        save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record,
+                               "code": code_stamp(cls.__module__, *cls.fit_depends)})
     return explainer, {"cached": False, "fit_seconds": fit_seconds, "cache_key": key, "fit": fit_record}
 
 

@@ -57,6 +57,12 @@ def source_hash(*module_names: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def code_stamp(*module_names: str) -> dict:
+    """What made a checkpoint, stored in it: the modules whose source its cache key hashes, and that hash.
+    ``cache prune`` compares it with today's source to find models no run of this code will read."""
+    return {"modules": list(module_names), "source": source_hash(*module_names)}
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 from packaging.requirements import Requirement
 
@@ -320,3 +321,29 @@ def test_the_package_is_mit_licensed_and_admits_the_tested_torch_pair():
     for dist, tested, next_minor in (("torch", "2.14.1", "2.15.0"), ("torchvision", "0.29.1", "0.30.0")):
         assert tested in pins[dist] and next_minor not in pins[dist], dist  # the tested pair, no other minor
         assert pins[dist].contains(importlib_metadata.version(dist), prereleases=True), dist
+
+
+def test_cache_prune_removes_models_whose_training_code_changed(tmp_path, monkeypatch, mnist38, black_box, capsys):
+    """A real fit stores its code stamp; the same checkpoint stamped with another source hash (older code of
+    GCE), or a module that is gone, is pruned; the current one stays."""
+    from bench import runner as runner_mod
+    from explainers.base import EXPLAINERS
+
+    monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / "c"))
+    runner_mod.fitted_explainer(EXPLAINERS.get("gce"), classifier=black_box, settings={"steps": 2, "n_alpha": 2,
+                                                                                        "n_beta": 2},
+                                train_images=mnist38.train.images[:256], classifier_key="k", suite_key={"s": 1},
+                                seed=1, device=torch.device("cpu"), log=lambda m: None)
+    [current] = (tmp_path / "c" / "models").glob("gce-*.pt")
+    payload = torch.load(current, weights_only=True)
+    assert payload["code"]["modules"] == ["explainers.gce", "metrics.information_flow"]
+    older = current.with_name("gce-0123456789abcdef.pt")
+    torch.save({**payload, "key": "0123456789abcdef", "code": {**payload["code"], "source": "0" * 16}}, older)
+    gone = current.with_name("gce-fedcba9876543210.pt")
+    torch.save({**payload, "key": "fedcba9876543210", "code": {"modules": ["explainers.gce_v0"], "source": "1"}},
+               gone)
+    assert main(["cache", "prune"]) == 0
+    out = capsys.readouterr().out
+    assert "made by older code of explainers.gce, metrics.information_flow" in out
+    assert "made by code that no longer exists" in out
+    assert current.exists() and not older.exists() and not gone.exists()
