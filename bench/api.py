@@ -101,6 +101,7 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
         seed: int | None = None, seeds: Sequence[int] | None = None, device: str = "auto",
         out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
         inception_weights: str | None = None, cache: bool = True, progress: bool = False,
+        classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
         command: Sequence[str] = ()) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
@@ -110,8 +111,14 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
     ``runs/<suite>-<profile>-seeds<a>-<b>...``). Giving both is an error, whatever their values.
     ``progress=True`` logs the run's steps to stderr (``bench`` and ``explainers`` loggers at INFO,
     unless logging is already configured) with bars when stderr is a terminal.
-    Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths).
+    ``classifier`` brings your own black box instead of the suite's: an import path ``module:callable``
+    returning an ``nn.Module`` (called with ``n_classes=M`` when it takes that keyword) or a TorchScript
+    file; ``weights`` a state_dict file for it (without one, the architecture is trained with the suite's
+    recipe and cached); ``classifier_output`` says whether it returns ``logits`` or ``probabilities``.
+    Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
+    box that does not fit the suite), before any training.
     """
+    from bench.blackbox import UserClassifier
     from bench.progress import bars, configure_logging
     from bench.runner import RunConfig, run as run_one, run_seeds
 
@@ -123,12 +130,16 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
         seeds = tuple(int(s) for s in seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise BenchError(f"seeds must be distinct and at least one, got {list(seeds)}")
+    if classifier is None and (weights is not None or classifier_output != "logits"):
+        raise BenchError("--weights and --classifier-output describe a --classifier; name one")
+    user = None if classifier is None else UserClassifier(str(classifier), str(weights) if weights else None,
+                                                          classifier_output)
     if progress and not logging.getLogger("bench").handlers:
         configure_logging(0)
     config = RunConfig(suite=suite, profile=profile, explainers=tuple(explainers) if explainers else None,
                        seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
                        data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
-                       cache=cache, command=list(command))
+                       cache=cache, classifier=user, command=list(command))
     with bars(progress):
         run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
     return load(run_dir)

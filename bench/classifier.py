@@ -8,9 +8,11 @@ in training mode inside the information-flow estimator).
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -19,6 +21,9 @@ import torch.nn.functional as F
 from bench.data import Split
 from bench.progress import log_to, track
 from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
+
+if TYPE_CHECKING:
+    from bench.blackbox import UserClassifier
 
 
 class Table1Classifier(nn.Module):
@@ -58,10 +63,11 @@ class BlackBox(nn.Module):
     its parameters.
     """
 
-    def __init__(self, network: nn.Module, n_classes: int) -> None:
+    def __init__(self, network: nn.Module, n_classes: int, output: str = "logits") -> None:
         super().__init__()
         self.network = network.eval()
         self.n_classes = n_classes
+        self.output = output  # what ``network`` returns: "logits" or "probabilities"
         for p in self.network.parameters():
             p.requires_grad_(False)
 
@@ -90,10 +96,13 @@ class BlackBox(nn.Module):
         return same
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        """Logits (log-probabilities, up to a constant per row, when the network returns probabilities)."""
+        out = self.network(x)
+        return out if self.output == "logits" else out.clamp_min(1e-12).log()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(x), dim=-1)
+        out = self.network(x)
+        return torch.softmax(out, dim=-1) if self.output == "logits" else out
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
@@ -130,10 +139,16 @@ class ClassifierConfig:
 
 
 def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, seed: int,
-                     device: torch.device, log=log_to("bench.classifier")) -> Table1Classifier:
+                     device: torch.device, log=log_to("bench.classifier"),
+                     build: Callable[[], nn.Module] | None = None, output: str = "logits") -> nn.Module:
+    """Train ``build()`` (default GCE Table 1) with the recipe ``config``, its initial weights drawn after
+    seeding torch with ``seed``. ``output``: what the network returns (the loss reads logits or
+    log-probabilities accordingly)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = Table1Classifier(n_classes).to(device)
+    model = (build() if build else Table1Classifier(n_classes)).to(device)
+    loss_of = (lambda out, y: F.cross_entropy(out, y)) if output == "logits" else \
+        (lambda out, y: F.nll_loss(out.clamp_min(1e-12).log(), y))
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=config.lr_decay)
     n = len(train)
@@ -144,7 +159,7 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
         for i in track(range(0, n, config.batch_size), unit="batch"):
             idx = order[i:i + config.batch_size]
             x, y = train.images[idx].to(device), train.labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y)
+            loss = loss_of(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -157,35 +172,66 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
 
 def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split, n_classes: int,
                       config: ClassifierConfig, seed: int, device: torch.device,
-                      log=log_to("bench.classifier"), cache: bool = True) -> tuple[BlackBox, dict]:
-    """The suite's black box, trained once and cached by everything that determines it.
+                      log=log_to("bench.classifier"), cache: bool = True,
+                      user: "UserClassifier | None" = None) -> tuple[BlackBox, dict]:
+    """The suite's black box and a record of it (name, weights hash, parameter count, accuracies, fit time,
+    whether it came from the cache).
 
-    Returns the black box and a record (cache key, accuracies, fit time,
-    whether it came from the cache). ``cache=False`` neither reads nor writes the cache.
+    Without ``user``: GCE Table 1 trained with the recipe ``config``, cached by everything that determines
+    it. With ``user`` and its weights: the user's module with those weights, nothing trained. With ``user``
+    and no weights: the user's architecture trained with the same recipe and cached, keyed by its import
+    path and the hash of its code. ``cache=False`` neither reads nor writes the cache.
     """
-    key = stable_hash({"model": "gce-table1", "suite": suite_key, "config": config.__dict__, "seed": seed,
-                       "source": source_hash(__name__)})
-    path = cache_root() / "models" / f"classifier-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
-    network = Table1Classifier(n_classes)
-    cached = False
-    if payload is not None:
-        try:
-            network.load_state_dict(payload["state_dict"])
-            cached = True
-        except (RuntimeError, KeyError):
-            payload = None  # mismatched entry: rebuild, never trust
-    fit_seconds = payload["fit_seconds"] if payload else 0.0
-    if payload is None:
-        log(f"[classifier] training GCE Table 1 classifier ({config.epochs} epochs, {len(train)} images)")
-        start = time.perf_counter()
-        network = train_classifier(train, n_classes, config, seed=seed, device=device, log=log)
-        fit_seconds = time.perf_counter() - start
-        if cache:
-            save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
-                                   "fit_seconds": fit_seconds, "code": code_stamp(__name__)})
-    box = BlackBox(network.to(device), n_classes)
+    from bench import blackbox
+
+    output = user.output if user else "logits"
+    build, identity = (lambda: Table1Classifier(n_classes)), {"name": "gce-table1", "architecture": "GCE Table 1"}
+    if user is not None:
+        _, built = blackbox.build(user, n_classes)
+        identity = {"name": user.source, "architecture": built["kind"], "code_sha256": built["code_sha256"]}
+        build = lambda: blackbox.build(user, n_classes)[0]  # noqa: E731
+    fit_seconds, cached, key = 0.0, False, None
+    if user is not None and user.weights:
+        network = build()
+        blackbox.load_weights(network, user)
+        identity["weights_file"] = str(user.weights)
+    else:
+        key = stable_hash({"model": identity["name"], "code": identity.get("code_sha256"), "suite": suite_key,
+                           "config": config.__dict__, "seed": seed, "output": output,
+                           "source": source_hash(__name__)})
+        kind = "classifier" if user is None else "classifier-user"
+        path = cache_root() / "models" / f"{kind}-{key}.pt"
+        payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
+        network = build()
+        if payload is not None:
+            try:
+                network.load_state_dict(payload["state_dict"])
+                cached = True
+            except (RuntimeError, KeyError):
+                payload = None  # mismatched entry: rebuild, never trust
+        fit_seconds = payload["fit_seconds"] if payload else 0.0
+        if payload is None:
+            log(f"[classifier] training {identity['architecture'] if user is None else user.source} "
+                f"({config.epochs} epochs, {len(train)} images)")
+            start = time.perf_counter()
+            network = train_classifier(train, n_classes, config, seed=seed, device=device, log=log, build=build,
+                                       output=output)
+            fit_seconds = time.perf_counter() - start
+            if cache:
+                save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
+                                       "fit_seconds": fit_seconds, "code": code_stamp(__name__)})
+        identity["trained_by"] = "the suite's recipe"
+    box = BlackBox(network.to(device), n_classes, output)
+    weights = blackbox.weights_sha256(network)  # before any change of memory layout
     channels_last = box.use_channels_last(val.images[:8].to(device))
-    record = {"cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3), "channels_last": channels_last,
-              "val_accuracy": box.accuracy(val), "test_accuracy": box.accuracy(test), "epochs": config.epochs}
+    record = {**identity, "weights_sha256": weights, "parameters": sum(p.numel() for p in network.parameters()),
+              "output": output, "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
+              "channels_last": channels_last, "val_accuracy": box.accuracy(val), "test_accuracy": box.accuracy(test)}
+    if user is None or not user.weights:
+        record["epochs"] = config.epochs
+    chance = 1.0 / n_classes
+    if record["test_accuracy"] < chance + 0.1 * (1 - chance):  # within a tenth of the way from chance to perfect
+        record["warning"] = (f"test accuracy {record['test_accuracy']:.3f} is near chance ({chance:.3f}): "
+                             "the explanations are of a black box that barely classifies")
+        logging.getLogger("bench.classifier").warning(f"[classifier] {record['warning']}")
     return box, record

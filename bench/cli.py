@@ -52,6 +52,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                           "Inception, whose weights must already be on disk")
     run.add_argument("--inception-weights", help="path of pytorch-fid's Inception weights file "
                                                  "(default: $GENEXBENCH_INCEPTION_WEIGHTS or torch hub's cache)")
+    run.add_argument("--classifier", metavar="MODULE:CALLABLE|FILE.pt",
+                     help="your own black box instead of the suite's: an import path returning an nn.Module "
+                          "(called with n_classes=M when it takes that keyword), or a TorchScript file")
+    run.add_argument("--weights", metavar="FILE", help="a state_dict for --classifier (loaded with weights_only); "
+                                                       "without it the architecture is trained with the suite's "
+                                                       "recipe and cached")
+    run.add_argument("--classifier-output", default="logits", choices=["logits", "probabilities"],
+                     help="what --classifier returns (default logits)")
     run.add_argument("--no-cache", action="store_true",
                      help="train every model afresh and store none (the downloaded data stays cached)")
 
@@ -250,7 +258,8 @@ def _dispatch(argv: list[str] | None) -> int:
         results = run(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
                       seeds=args.seeds, device=args.device, out=args.out, data_root=args.data_root,
                       fid_features=args.fid_features, inception_weights=args.inception_weights,
-                      cache=not args.no_cache, progress=not args.quiet, command=[*parser.prog.split(), *argv])
+                      cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
+                      weights=args.weights, classifier_output=args.classifier_output, command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
     except BenchError as exc:

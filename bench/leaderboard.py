@@ -46,6 +46,12 @@ def seed_of_dir(path: Path) -> int:
     return int(digits) if digits.isdigit() else 1 << 30
 
 
+def black_box_name(metadata: dict) -> str:
+    """The black box a record explains: an import path or file the user named, or ``gce-table1`` (records
+    written before black boxes were named hold the suite's GCE Table 1)."""
+    return str((metadata.get("classifier") or {}).get("name", "gce-table1"))
+
+
 def check_same_run(records: Sequence[dict]) -> None:
     """Records pooled into one leaderboard must be one suite, profile and schema, each seed once."""
     if not records:
@@ -55,6 +61,9 @@ def check_same_run(records: Sequence[dict]) -> None:
     if len(keys) > 1:
         raise BenchError("these runs mix suites or profiles " + ", ".join(f"{s} v{v} {p}" for s, v, p in sorted(keys))
                          + ": render each one separately")
+    boxes = sorted({black_box_name(r["metadata"]) for r in records})
+    if len(boxes) > 1:
+        raise BenchError(f"these runs explain different black boxes ({', '.join(boxes)}): render each one separately")
     seeds = [r["metadata"].get("seed") for r in records]
     if len(set(seeds)) < len(seeds):
         raise BenchError(f"seed given twice among the runs: {seeds}")
@@ -164,11 +173,15 @@ def footer_text(board: Board) -> str:
     revisions = sorted({str(m.get("code_revision")) for m in metas})
     accuracy = [m.get("classifier", {}).get("test_accuracy") for m in metas]
     accuracy = [a for a in accuracy if a is not None]
+    hashes = sorted({str(m.get("classifier", {}).get("weights_sha256", "?"))[:12] for m in metas})
+    weights = (f"weights {hashes[0]}" if len(hashes) == 1 else f"{len(hashes)} weight sets (one per seed)") \
+        if hashes != ["?"] else "weights not recorded"
     spread = " (mean ± s.d. over seeds)" if board.n_seeds > 1 else ""
     return (f"suite {first.get('suite')} v{first.get('suite_version')}, profile {first.get('profile')}, "
             f"seed{'s' if board.n_seeds > 1 else ''} {seeds}{spread}; FID features: {', '.join(features)}; "
             f"device: {', '.join(devices)}; code {', '.join(revisions)}"
-            + (f"; black box test accuracy {sum(accuracy) / len(accuracy):.4f}" if accuracy else "")
+            + f"; black box {black_box_name(first)} ({weights}"
+            + (f", test accuracy {sum(accuracy) / len(accuracy):.4f})" if accuracy else ")")
             + ". ↑ higher is better, ↓ lower is better, no arrow: diagnostic (never marked); "
               "best mean of each column marked, with every explainer tied with it (a difference inside either "
               "one's spread over seeds or over random tie orders); n/a: capability missing, or undefined (an FID "

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 
 from bench import figures
+from bench import blackbox
+from bench.blackbox import UserClassifier
 from bench.classifier import cached_classifier
 from bench.data import Dataset, Split, load_dataset
 from bench.features import EPOCHS as FEATURE_EPOCHS, feature_extractor
@@ -47,6 +49,7 @@ class RunConfig:
     fid_features: str = "featurenet"  # or "inception" (pytorch-fid weights on disk)
     inception_weights: str | None = None
     cache: bool = True  # False: neither read nor write trained models (data stays cached)
+    classifier: UserClassifier | None = None  # None: the suite's GCE Table 1 black box
     command: list[str] = field(default_factory=list)
 
 
@@ -231,6 +234,11 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     start = time.perf_counter()
     data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root)
     data_seconds = time.perf_counter() - start
+    if config.classifier is not None:  # the user's black box: built, its weights loaded, its outputs checked
+        network, _ = blackbox.build(config.classifier, data.n_classes)
+        if config.classifier.weights:
+            blackbox.load_weights(network, config.classifier)
+        blackbox.check_outputs(network, config.classifier, data.val.images[:8], data.n_classes)
     log(f"[data] {data.source}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} "
         f"(classes {suite.classes})")
     return _Plan(suite, profile, classes, device, data, data_seconds)
@@ -289,7 +297,8 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
         classifier, clf_record = cached_classifier(suite_key=suite_key, train=data.train, val=data.val,
                                                    test=data.test, n_classes=data.n_classes,
                                                    config=profile.classifier, seed=config.seed, device=device,
-                                                   log=log_to("bench.classifier"), cache=config.cache)
+                                                   log=log_to("bench.classifier"), cache=config.cache,
+                                                   user=config.classifier)
     timings["classifier_seconds"] = time.perf_counter() - t
     log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
         + (" [cached]" if clf_record["cached"] else ""))
@@ -327,7 +336,7 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
             with fit_step:
                 explainer, fit = fitted_explainer(
                     cls, classifier=classifier, settings=profile.explainers.get(name, {}),
-                    train_images=data.train.images, classifier_key=clf_record["cache_key"], suite_key=suite_key,
+                    train_images=data.train.images, classifier_key=clf_record["weights_sha256"], suite_key=suite_key,
                     seed=explainer_seed(config.seed, cls.fit_identity()), device=device, log=log,
                     cache=config.cache, fit_log=explainer_log)
             timings[f"{name}_fit_seconds"] = time.perf_counter() - t
@@ -387,7 +396,8 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
         "code_revision": revision, "versions": versions(), "device": device_info(device),
         "data": {"source": data.source, "checksum": data.checksum, "classes": list(suite.classes),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
-        "classifier": {"architecture": "GCE Table 1", **asdict(profile.classifier), **clf_record},
+        "classifier": {**({} if config.classifier and config.classifier.weights else asdict(profile.classifier)),
+                       **clf_record},
         "fid_features": features_record, "cache": config.cache,
         "explainer_details": explainer_meta, "timings": {k: round(v, 3) for k, v in timings.items()},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
