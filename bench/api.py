@@ -102,7 +102,7 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
         out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
         inception_weights: str | None = None, cache: bool = True, progress: bool = False,
         classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
-        command: Sequence[str] = ()) -> Results:
+        plugins: Sequence[str] = (), command: Sequence[str] = ()) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
 
@@ -115,6 +115,7 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
     returning an ``nn.Module`` (called with ``n_classes=M`` when it takes that keyword) or a TorchScript
     file; ``weights`` a state_dict file for it (without one, the architecture is trained with the suite's
     recipe and cached); ``classifier_output`` says whether it returns ``logits`` or ``probabilities``.
+    ``plugins``: files (``mine.py``) or modules whose ``@register`` adds explainers, imported first.
     Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
     box that does not fit the suite), before any training.
     """
@@ -134,6 +135,11 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
         raise BenchError("--weights and --classifier-output describe a --classifier; name one")
     user = None if classifier is None else UserClassifier(str(classifier), str(weights) if weights else None,
                                                           classifier_output)
+    if plugins:
+        from explainers.base import EXPLAINERS
+
+        for plugin in plugins:
+            EXPLAINERS.load_plugin(str(plugin))
     if progress and not logging.getLogger("bench").handlers:
         configure_logging(0)
     config = RunConfig(suite=suite, profile=profile, explainers=tuple(explainers) if explainers else None,

@@ -211,7 +211,7 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
                 payload = None  # mismatched entry: rebuild, never trust
         fit_seconds = payload["fit_seconds"] if payload else 0.0
         if payload is None:
-            log(f"[classifier] training {identity['architecture'] if user is None else user.source} "
+            log(f"[classifier] training {'GCE Table 1 classifier' if user is None else user.source} "
                 f"({config.epochs} epochs, {len(train)} images)")
             start = time.perf_counter()
             network = train_classifier(train, n_classes, config, seed=seed, device=device, log=log, build=build,

@@ -65,8 +65,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     list_ = sub.add_parser("list", help="show suites, explainers and metrics")
     list_.add_argument("--json", action="store_true",
-                       help="as JSON: suites with their profiles, explainers with capabilities and paper, metrics "
-                            "with direction, capability, unit and description")
+                       help="as JSON: suites with their profiles, explainers with capabilities, paper and origin, "
+                            "metrics with direction, capability, unit and description")
+    for command in (run, list_):
+        command.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                             help="import explainers from a file or module of your own (repeatable); installed "
+                                  "packages register theirs under the entry-point group genexbench.explainers")
 
     board = sub.add_parser("leaderboard", help="render a leaderboard from stored results (one or more runs)")
     board.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
@@ -167,7 +171,8 @@ def listing() -> dict:
         "suites": [{"name": s.name, "version": s.version, "dataset": s.dataset, "classes": list(s.classes),
                     "description": s.description, "profiles": list(s.profiles),
                     "default_explainers": list(s.default_explainers)} for s in SUITES.values()],
-        "explainers": [{"name": name, "capabilities": sorted(c.value for c in cls.capabilities), "paper": cls.paper}
+        "explainers": [{"name": name, "capabilities": sorted(c.value for c in cls.capabilities), "paper": cls.paper,
+                        "origin": EXPLAINERS.origin(name)}
                        for name, cls in ((n, EXPLAINERS.get(n)) for n in EXPLAINERS.names())],
         "metrics": [{"name": m.name, "higher_is_better": m.higher_is_better,
                      "direction": directions[m.higher_is_better], "capability": m.capability, "unit": m.unit,
@@ -190,7 +195,8 @@ def _cmd_list(as_json: bool) -> int:
     caps = ["[" + (", ".join(e["capabilities"]) or "-") + "]" for e in explainers]
     cap_width = max(map(len, caps), default=0)
     for e, cap in zip(explainers, caps):
-        print(f"  {e['name']:<{width(explainers, 'name')}}  {cap:<{cap_width}}  {e['paper']}")
+        origin = "" if e["origin"] == "built-in" else f" (from {e['origin']})"
+        print(f"  {e['name']:<{width(explainers, 'name')}}  {cap:<{cap_width}}  {e['paper']}{origin}")
     print("metrics:")
     needs = [f"({m['direction']}; needs {m['capability']})" for m in metrics]
     need_width = max(map(len, needs), default=0)
@@ -233,6 +239,10 @@ def _dispatch(argv: list[str] | None) -> int:
     configure_logging(-1 if args.quiet else 1 if args.verbose else 0)
     try:
         if args.command == "list":
+            from explainers.base import EXPLAINERS
+
+            for plugin in args.plugin:
+                EXPLAINERS.load_plugin(plugin)
             return _cmd_list(args.json)
         if args.command == "cache":
             return _cmd_cache(args)
@@ -259,7 +269,7 @@ def _dispatch(argv: list[str] | None) -> int:
                       seeds=args.seeds, device=args.device, out=args.out, data_root=args.data_root,
                       fid_features=args.fid_features, inception_weights=args.inception_weights,
                       cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
-                      weights=args.weights, classifier_output=args.classifier_output, command=[*parser.prog.split(), *argv])
+                      weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin, command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
     except BenchError as exc:

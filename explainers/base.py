@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import importlib
+import importlib.util
 import pkgutil
+import sys
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
@@ -216,25 +220,92 @@ class Registry:
     imports none of them.
     """
 
-    def __init__(self, kind: str, base: type, discover: str | None = None) -> None:
-        self.kind, self.base, self.discover = kind, base, discover
+    def __init__(self, kind: str, base: type, discover: str | None = None,
+                 entry_points: str | None = None) -> None:
+        self.kind, self.base, self.discover, self.entry_points = kind, base, discover, entry_points
         self._entries: dict[str, type] = {}
-        self._discovered = discover is None
+        self._origins: dict[str, str] = {}
+        self._discovered = discover is None and entry_points is None
+        self._loading: str | None = None  # the plugin being imported, named as the origin of what it registers
 
     def register(self, name: str, cls: type) -> None:
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}")
+        origin = self._loading or ("built-in" if cls.__module__.startswith(f"{self.discover}.") else cls.__module__)
+        if name in self._entries:
+            if self._entries[name] is cls:
+                return  # the same class again (a module imported twice): nothing to do
+            raise BenchError(f"{self.kind} {name!r} from {origin} clashes with the one from "
+                             f"{self._origins[name]}: rename one of them")
         self._entries[name] = cls
+        self._origins[name] = origin
+
+    def origin(self, name: str) -> str:
+        """Where ``name`` comes from: ``built-in``, a plugin file or module, or an installed entry point."""
+        cls = self.get(name)
+        return self._origins.get(name, cls.__module__)
 
     def _discover(self) -> None:
-        if not self._discovered:
-            self._discovered = True
+        if self._discovered:
+            return
+        self._discovered = True
+        if self.discover:
             package = importlib.import_module(self.discover)
             for info in pkgutil.iter_modules(package.__path__):
                 if not info.name.startswith("_"):
                     importlib.import_module(f"{self.discover}.{info.name}")
+        if self.entry_points:  # installed packages: [project.entry-points."genexbench.explainers"] name = "mod:Class"
+            from importlib.metadata import entry_points
+
+            for point in entry_points(group=self.entry_points):
+                label = f"entry point {point.name} = {point.value} ({point.dist.name if point.dist else '?'})"
+                with self._plugin(label):
+                    try:
+                        loaded = point.load()
+                    except Exception as exc:
+                        raise BenchError(f"{label} does not load: {type(exc).__name__}: {exc}") from None
+                    if isinstance(loaded, type) and loaded not in self._entries.values():
+                        if issubclass(loaded, self.base):
+                            loaded.name = point.name  # as @register(name) would set it
+                        self.register(point.name, loaded)
+
+    @contextlib.contextmanager
+    def _plugin(self, label: str) -> Iterator[None]:
+        previous, self._loading = self._loading, label
+        try:
+            yield
+        finally:
+            self._loading = previous
+
+    def load_plugin(self, spec: str) -> None:
+        """Import a plugin: a ``.py`` file (``--plugin path/to/mine.py``) or an importable module
+        (``--plugin pkg.module``), whose ``@register`` decorators add its explainers. Loading the same file
+        or module twice registers nothing twice. One-line errors for a missing file or module."""
+        self._discover()
+        path = Path(spec)
+        with self._plugin(spec):
+            if spec.endswith(".py"):
+                if not path.is_file():
+                    raise BenchError(f"--plugin {spec!r}: no such file")
+                module_name = "genexbench_plugin_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+                if module_name in sys.modules:
+                    return
+                loader_spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[module_name] = module  # inspect.getsource (a fit's cache key) finds it there
+                try:
+                    loader_spec.loader.exec_module(module)
+                except BenchError:
+                    del sys.modules[module_name]
+                    raise
+                except Exception as exc:
+                    del sys.modules[module_name]
+                    raise BenchError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
+            else:
+                try:
+                    importlib.import_module(spec)
+                except ImportError as exc:
+                    raise BenchError(f"--plugin {spec!r}: cannot import it ({exc})") from None
 
     def names(self) -> list[str]:
         self._discover()
@@ -251,7 +322,7 @@ class Registry:
         return self._entries[name]
 
 
-EXPLAINERS = Registry("explainer", Explainer, discover="explainers")
+EXPLAINERS = Registry("explainer", Explainer, discover="explainers", entry_points="genexbench.explainers")
 
 
 def register(name: str) -> Callable[[type], type]:

@@ -71,6 +71,7 @@ def broken_registered():
     """The ``broken`` explainer in the registry (for the whole session: it is only ever run by name)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(EXPLAINERS._entries, "broken", Broken)
+        mp.setitem(EXPLAINERS._origins, "broken", "tests/conftest.py")
         yield Broken
 
 
