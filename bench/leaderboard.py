@@ -154,14 +154,46 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def mean_sd_text(mean: float, sd: float) -> str:
+    """``mean ± sd`` with the s.d. to two significant digits and the mean to the same decimal place
+    (``0.643 ± 0.025``, not ``0.6431 ± 0.02485``): digits beyond the spread over seeds are noise."""
+    if not math.isfinite(sd) or sd <= 0:
+        return f"{_number(mean)} ± 0"
+    decimals = max(0, 1 - math.floor(math.log10(sd)))
+    if decimals > 6:  # tiny numbers: two significant digits of each, in exponent form
+        return f"{mean:.2g} ± {sd:.2g}"
+    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+
+
 def cell_text(board: Board, explainer: str, column: str) -> str:
     mean = board.mean.at[explainer, column]
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "n/a"
     spread = board.spread.at[explainer, column]
     if board.n_seeds > 1 and not math.isnan(spread):
-        return f"{_number(mean)} ± {_number(spread)}"
+        return mean_sd_text(mean, spread)
     return _number(mean)
+
+
+#: the leaderboard's tables, one per capability a metric needs (the report has the same)
+CAPABILITY_TABLES = (("latent", "Latent explainers: information flow, accuracy drop, invariance"),
+                     ("saliency", "Saliency maps: removal curves, sparsity, randomisation check"),
+                     ("sweep", "Counterfactual sweeps: faithfulness to f and FID"),
+                     ("fit", "Fit times"))
+
+
+def capability_columns(board: Board) -> list[tuple[str, list[str]]]:
+    """(caption, columns) of each capability table that has columns; columns of metrics we do not know go
+    in a last table of their own."""
+    tables, seen = [], set()
+    for capability, caption in CAPABILITY_TABLES:
+        columns = [c for c in board.mean.columns
+                   if (info := METRICS.get(column_metric(c))) and info.capability == capability]
+        seen.update(columns)
+        if columns:
+            tables.append((caption, columns))
+    rest = [c for c in board.mean.columns if c not in seen]
+    return tables + ([("Other", rest)] if rest else [])
 
 
 def footer_text(board: Board) -> str:
@@ -197,21 +229,28 @@ def _title(board: Board) -> str:
 
 
 def to_markdown(board: Board, *, title: str | None = None, footer: bool = True) -> str:
-    columns = list(board.mean.columns)
+    """One table per capability (latent, saliency, sweep, fit times), each listing the explainers that
+    have a value in it, then the errors of failed explainers and the footer."""
     lines = [f"## {title if title is not None else _title(board)}", ""] if title != "" else []
-    lines += ["| " + " | ".join(["explainer", *columns, *(["error"] if board.errors else [])]) + " |",
-              "|" + "|".join(["---"] + ["---:"] * len(columns) + (["---"] if board.errors else [])) + "|"]
-    for name in board.mean.index:
-        cells = []
-        for column in columns:
-            text = cell_text(board, name, column)
-            cells.append(f"**{text}**" if name in board.best.get(column, ()) else text)
-        if board.errors:
-            cells.append(board.errors.get(name, ""))
-        lines.append("| " + " | ".join([name, *cells]) + " |")
+    for caption, columns in capability_columns(board):
+        names = [n for n in board.mean.index if board.mean.loc[n, columns].notna().any()]
+        if not names:
+            continue
+        lines += [f"### {caption}", "", "| " + " | ".join(["explainer", *columns]) + " |",
+                  "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
+        for name in names:
+            cells = []
+            for column in columns:
+                text = cell_text(board, name, column)
+                cells.append(f"**{text}**" if name in board.best.get(column, ()) else text)
+            lines.append("| " + " | ".join([name, *cells]) + " |")
+        lines.append("")
+    if board.errors:
+        lines += ["### Failed", "", "| explainer | error |", "|---|---|",
+                  *(f"| {name} | {error} |" for name, error in board.errors.items()), ""]
     if footer:
-        lines += ["", footer_text(board) + " Best in **bold**."]
-    return "\n".join(lines) + "\n"
+        lines += [footer_text(board) + " Best in **bold**."]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def to_csv(board: Board) -> str:

@@ -17,7 +17,6 @@ from typing import Sequence
 
 from bench import leaderboard
 from bench.store import atomic_write_text
-from metrics import METRICS
 
 REPORT_FILE = "report.html"
 
@@ -157,11 +156,7 @@ def render_report(records: Sequence[dict], figures_dir: Path | None, *, seed_lin
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{html.escape(meta.get('suite_description', ''))}</p>",
              "<h2>Leaderboard</h2>"]
-    for capability, caption in (("latent", "Latent explainers: information flow, accuracy drop, invariance"),
-                                ("saliency", "Saliency maps: removal curves, sparsity, randomisation check"),
-                                ("sweep", "Counterfactual sweeps: faithfulness to f and FID")):
-        columns = [c for c in board.mean.columns
-                   if (info := METRICS.get(leaderboard.column_metric(c))) and info.capability == capability]
+    for caption, columns in leaderboard.capability_columns(board):
         if columns:
             parts.append("<div class=\"scroll\">" + leaderboard.to_html(board, title=caption, footer=False,
                                                                          columns=columns) + "</div>")

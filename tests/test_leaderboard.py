@@ -34,7 +34,7 @@ def test_seeds_pool_to_mean_and_sample_sd_and_the_best_is_marked_by_direction(re
     assert "saliency_seconds" not in board.best  # diagnostics are never marked
     assert board.mean.at["gce", "fid ↓"] == 100.0 and board.count.at["gce", "fid ↓"] == 1  # None is undefined
     text = render([record(0, SEED0), record(1, SEED1)], "md")
-    assert "| gce | 0.6 ± 0.1414 |" in text and "**0.45 ± 0.07071**" in text
+    assert "| gce | 0.60 ± 0.14 |" in text and "**0.450 ± 0.071**" in text  # mean to the s.d.'s precision
     assert "seeds 0, 1 (mean ± s.d. over seeds)" in text and "featurenet-mnist10" in text and "code abc123" in text
     assert text.count("n/a") >= 1  # saliency has no information flow
 
@@ -139,7 +139,7 @@ def test_report_renders_in_headless_chromium(record, tmp_path):
                            "--dump-dom", path.resolve().as_uri()], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'data-figures-loaded="3"' in proc.stdout and 'data-figures-broken="0"' in proc.stdout
-    assert "0.6 ± 0.1414" in proc.stdout and "Figures of seed 0" in proc.stdout
+    assert "0.60 ± 0.14" in proc.stdout and "Figures of seed 0" in proc.stdout
 
 
 
@@ -157,3 +157,23 @@ def test_a_difference_inside_the_spread_over_tie_orders_or_seeds_is_a_tie(record
     steady = [record(s, {("a", "information_flow"): v, ("b", "information_flow"): 0.5}, explainers=("a", "b"))
               for s, v in enumerate((0.6, 0.61))]
     assert build_board(steady).best["information_flow ↑"] == ["a"]
+
+
+def test_a_mean_is_shown_to_the_precision_of_its_spread():
+    from bench.leaderboard import mean_sd_text
+
+    assert mean_sd_text(0.6431, 0.02485) == "0.643 ± 0.025"
+    assert mean_sd_text(123.4, 12.3) == "123 ± 12"
+    assert mean_sd_text(0.5, 0.0) == "0.5 ± 0"
+    assert mean_sd_text(-2.5e-8, 4.1e-8) == "-2.5e-08 ± 4.1e-08"
+
+
+def test_the_markdown_board_is_one_table_per_capability(record):
+    text = render([record(0, SEED0), record(1, SEED1)], "md")
+    sections = [line for line in text.splitlines() if line.startswith("### ")]
+    assert sections[:3] == ["### Latent explainers: information flow, accuracy drop, invariance",
+                            "### Saliency maps: removal curves, sparsity, randomisation check",
+                            "### Counterfactual sweeps: faithfulness to f and FID"]
+    latent = text.split("### Saliency")[0]
+    assert "information_flow ↑" in latent and "removal_morf_auc" not in latent
+    assert "| saliency |" not in latent  # an explainer with no value in a table is not a row of it

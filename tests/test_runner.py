@@ -7,13 +7,14 @@ import dataclasses
 import json
 import logging
 import shutil
+import statistics
 
 import pytest
 import torch
 
 from bench import runner as runner_mod
 from bench.data import FMNIST_DEFAULT_ROOT
-from bench.leaderboard import render
+from bench.leaderboard import mean_sd_text, render
 from bench.results import load_record
 from bench.runner import RunConfig, run
 from explainers.base import EXPLAINERS
@@ -231,7 +232,7 @@ def test_several_seeds_pool_into_one_leaderboard_and_report(smoke, tmp_path, mni
     board = (out / "leaderboard.md").read_text()
     morf = [next(x["value"] for x in r["results"] if x["explainer"] == "saliency" and x["metric"] == "removal_morf_auc")
             for r in seeds]
-    assert f"{(morf[0] + morf[1]) / 2:.4g} ± " in board and "seeds 0, 1 (mean ± s.d. over seeds)" in board
+    assert mean_sd_text((morf[0] + morf[1]) / 2, statistics.stdev(morf)) in board and "seeds 0, 1 (mean ± s.d. over seeds)" in board
     assert 'seed0/report.html' in (out / "report.html").read_text()
     assert main(["baseline", str(out), "--out", str(tmp_path / "b.json")]) == 0
     assert main(["compare", str(out), "--baseline", str(tmp_path / "b.json")]) == 0
