@@ -306,14 +306,13 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
             row(name, "removal_lerf_auc_tie_sd", curves.lerf_auc_sd),
             row(name, "removal_gap_tie_sd", curves.gap_sd),
             row(name, "saliency_gini", gini(maps).mean()), row(name, "saliency_seconds", seconds)]
-    network = getattr(classifier, "network", None)
+    network = classifier.network  # the black box's protocol (bench.classifier.BlackBox)
     randomisation = []
     check = ("randomisation_correlation", "randomisation_correlation_signed", "randomisation_correlation_all_pixels")
     if explainer.randomisation_unscorable:
         rows += [row(name, metric, None, note=explainer.randomisation_unscorable) for metric in check]
-    elif network is None or setup.n_randomisation <= 0:
-        rows += [row(name, metric, None, note="the black box exposes no network whose layers can be re-initialised")
-                 for metric in check]
+    elif setup.n_randomisation <= 0:
+        rows += [row(name, metric, None, note="no images asked for (randomisation_queries = 0)") for metric in check]
     else:
         sub_x, sub_y = images[:setup.n_randomisation], labels[:setup.n_randomisation]
         seen: list[torch.Tensor] = []

@@ -30,14 +30,14 @@ class Scores(nn.Module):
         self.classifier = classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.classifier, "logits"):
-            return self.classifier.logits(x)
-        return self.classifier(x).clamp_min(1e-12).log()
+        return self.classifier.logits(x)
 
 
 def score_module(classifier: nn.Module) -> nn.Module:
-    network = getattr(classifier, "network", None)
-    return network if network is not None else Scores(classifier)
+    """f's class scores for Captum, through the black box's declared protocol (:class:`bench.classifier.BlackBox`:
+    ``n_classes``, ``forward`` = probabilities, ``logits``, ``predict``): its network itself when that returns
+    logits (DeepLift needs its ReLU modules), else the log of its probabilities."""
+    return classifier.network if classifier.output == "logits" else Scores(classifier)
 
 
 @contextlib.contextmanager

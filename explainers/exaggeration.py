@@ -223,8 +223,7 @@ class ProgressiveExaggeration(Explainer):
         self.n_bins = int(s["n_bins"])
         if self.n_bins < 2:
             raise ValueError(f"n_bins must be at least 2, got {self.n_bins}")
-        n_classes = getattr(classifier, "n_classes", None)
-        self.explained = int(s["explained_class"]) % n_classes if n_classes else int(s["explained_class"])
+        self.explained = int(s["explained_class"]) % classifier.n_classes
         ch = int(s["channels"])
         self.encoder = Encoder(ch).to(self.device)
         self.generator = Generator(ch, self.n_bins).to(self.device)
@@ -237,11 +236,8 @@ class ProgressiveExaggeration(Explainer):
         return self.classifier(x)[:, self.explained]
 
     def _log_p(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log f(x), log(1 - f(x))) for the explained class, from logits when the black box exposes them."""
-        if hasattr(self.classifier, "logits"):
-            log_probs = torch.log_softmax(self.classifier.logits(x), dim=1)
-        else:
-            log_probs = self.classifier(x).clamp_min(1e-12).log()
+        """(log f(x), log(1 - f(x))) for the explained class, from the black box's logits (numerically stable)."""
+        log_probs = torch.log_softmax(self.classifier.logits(x), dim=1)
         others = torch.cat([log_probs[:, :self.explained], log_probs[:, self.explained + 1:]], dim=1)
         return log_probs[:, self.explained], torch.logsumexp(others, dim=1)
 

@@ -150,7 +150,7 @@ class GANMEX(Explainer):
                  device: torch.device | str = "cpu") -> None:
         super().__init__(classifier, settings, device)
         s = self.settings
-        self.n_classes = int(getattr(classifier, "n_classes"))
+        self.n_classes = int(classifier.n_classes)
         self.generator = StarGenerator(self.n_classes, int(s["channels"]), int(s["n_res"])).to(self.device)
         if s["adversarial"] not in ("hinge", "wgan-gp"):
             raise BenchError(f"{self.name}: adversarial must be 'hinge' or 'wgan-gp', not {s['adversarial']!r}")

@@ -110,7 +110,7 @@ class SupervisedVAE(Explainer):
         super().__init__(classifier, settings, device)
         s = self.settings
         self.latent_split = LatentSplit(int(s["n_causal"]), int(s["n_noncausal"]), "z1_", "z2_")
-        self.n_classes = int(getattr(classifier, "n_classes"))
+        self.n_classes = int(classifier.n_classes)
         n = self.latent_split.n_latent
         self.encoders = Encoders(n, self.n_classes).to(self.device, memory_format=torch.channels_last)
         self.decoder = Decoder(n).to(self.device, memory_format=torch.channels_last)

@@ -45,6 +45,13 @@ class SmallResNet(nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
+class SoftmaxNet(SmallResNet):
+    """The same network returning probabilities."""
+
+    def forward(self, x):
+        return torch.softmax(super().forward(x), dim=1)
+
+
 def not_a_module(n_classes):
     return 3
 
@@ -129,3 +136,22 @@ def test_a_black_box_that_does_not_fit_is_one_line_before_any_work(user_models, 
     assert not (user_models / "runs").exists()
     if "table1.pt" in extra and "my_models:SmallResNet" in extra:  # both sides of the mismatch are named
         assert "unexpected keys conv1.bias" in err[-1]
+
+
+def test_a_box_that_returns_probabilities_is_explained_through_its_log_probabilities(smoke_run, user_models):
+    """Captum reads f's scores: the network itself for logits, log f(x) for a box that returns probabilities
+    (never the probabilities taken for logits)."""
+    from bench.classifier import BlackBox
+    from explainers.captum_baselines import score_module
+
+    torch.manual_seed(3)
+    network = __import__("my_models").SoftmaxNet(n_classes=2)
+    torch.save(network.state_dict(), user_models / "softmax.pt")
+    box = BlackBox(network.eval(), 2, "probabilities")
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(score_module(box)(x), network(x).log(), atol=1e-6)
+    results = bench.run(profile="smoke", classifier="my_models:SoftmaxNet", weights="softmax.pt",
+                        classifier_output="probabilities", seed=3, device="cpu",
+                        explainers=["deeplift", "integrated_gradients"], out="runs/softmax")
+    assert results.errors.empty and results.metadata[0]["classifier"]["output"] == "probabilities"
+    assert results.frame[results.frame.metric == "removal_gap"].value.notna().all()
