@@ -22,7 +22,8 @@ from metrics.fid import extract_features, frechet_distance
 from metrics.information_flow import information_flow, information_flow_per_factor
 from metrics.posterior import aggregate_posterior_map
 from metrics.invariance import invariance_curve
-from metrics.saliency import cascading_randomisation_scores, gini, input_support, removal_curves
+from metrics.saliency import (cascading_randomisation_scores, gini, input_support, parameterised_layers,
+                              removal_curves)
 
 #: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
@@ -313,12 +314,15 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
         rows += [row(name, metric, None, note=explainer.randomisation_unscorable) for metric in check]
     elif setup.n_randomisation <= 0:
         rows += [row(name, metric, None, note="no images asked for (randomisation_queries = 0)") for metric in check]
+    elif not parameterised_layers(network):
+        rows += [row(name, metric, None, note="the black box has no layer that can be re-initialised (a TorchScript "
+                                              "module, or layers without reset_parameters)") for metric in check]
     else:
         sub_x, sub_y = images[:setup.n_randomisation], labels[:setup.n_randomisation]
         seen: list[torch.Tensor] = []
 
         def maps_of(net):
-            with explaining(explainer, type(classifier)(net, classifier.n_classes)):
+            with explaining(explainer, type(classifier)(net, classifier.n_classes, classifier.output)):
                 seen.append(explainer.saliency(sub_x, sub_y).detach())
             return seen[-1]
 

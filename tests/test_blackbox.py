@@ -111,8 +111,10 @@ def test_a_torchscript_file_is_a_black_box(smoke_run, user_models):
     torch.jit.script(network).save(str(user_models / "scripted.pt"))
     results = bench.run(profile="smoke", classifier="scripted.pt", weights=None, seed=3, device="cpu",
                         explainers=["saliency"], out="runs/scripted")
-    assert results.metadata[0]["classifier"]["architecture"] == "torchscript"
+    assert results.metadata[0]["classifier"]["architecture"] == "torchscript" and results.errors.empty
     assert results.frame[results.frame.metric == "removal_gap"].value.notna().all()
+    rows = [r for r in results.records[0]["results"] if r["metric"] == "randomisation_correlation"]
+    assert rows[0]["value"] is None and "no layer that can be re-initialised" in rows[0]["note"]  # not "never calls f"
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -155,3 +157,5 @@ def test_a_box_that_returns_probabilities_is_explained_through_its_log_probabili
                         explainers=["deeplift", "integrated_gradients"], out="runs/softmax")
     assert results.errors.empty and results.metadata[0]["classifier"]["output"] == "probabilities"
     assert results.frame[results.frame.metric == "removal_gap"].value.notna().all()
+    randomised = results.frame[results.frame.metric == "randomisation_correlation"].value
+    assert len(randomised) == 2 and randomised.notna().all()  # the randomised copies keep the box's output kind
