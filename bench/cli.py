@@ -23,11 +23,19 @@ def program_name(argv0: str | None = None) -> str:
     return "python -m bench" if name in ("__main__.py", "") else name
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line, like every other error of the command line (the usage is
+    one ``--help`` away); subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from bench import __version__
 
-    parser = argparse.ArgumentParser(prog=prog or program_name(),
-                                     description="genexbench: benchmark generative explainers of image classifiers")
+    parser = _Parser(prog=prog or program_name(),
+                     description="genexbench: benchmark generative explainers of image classifiers")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
