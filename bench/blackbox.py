@@ -76,22 +76,29 @@ def _resolve_callable(source: str) -> tuple[Callable, str]:
     return target, code
 
 
-def build(spec: UserClassifier, n_classes: int) -> tuple[nn.Module, dict]:
-    """A fresh module of the user's architecture (its initial weights drawn from torch's global generator),
-    and what identifies the architecture: the import path or file, and the hash of its code."""
-    if spec.output not in OUTPUTS:
-        raise BenchError(f"--classifier-output {spec.output!r}: expected one of {', '.join(OUTPUTS)}")
+def identity(spec: UserClassifier) -> dict:
+    """What identifies the user's architecture, without building it: the import path or file, and the
+    SHA-256 of its code (the module's source, or the TorchScript file)."""
     if spec.torchscript:
         path = Path(spec.source)
         if not path.is_file():
             raise BenchError(f"--classifier {spec.source!r}: no such TorchScript file")
+        code = hashlib.sha256(path.read_bytes()).hexdigest()
+        return {"kind": "torchscript", "source": str(path), "code_sha256": code}
+    return {"kind": "import", "source": spec.source, "code_sha256": _resolve_callable(spec.source)[1]}
+
+
+def build(spec: UserClassifier, n_classes: int) -> nn.Module:
+    """A fresh module of the user's architecture (its initial weights drawn from torch's global generator)."""
+    if spec.output not in OUTPUTS:
+        raise BenchError(f"--classifier-output {spec.output!r}: expected one of {', '.join(OUTPUTS)}")
+    if spec.torchscript:
+        identity(spec)  # the file exists
         try:
-            network = torch.jit.load(str(path), map_location="cpu")
+            return torch.jit.load(spec.source, map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError or ValueError for a file that is not TorchScript
             raise BenchError(f"--classifier {spec.source!r}: not a TorchScript file ({type(exc).__name__})") from None
-        code = hashlib.sha256(path.read_bytes()).hexdigest()
-        return network, {"kind": "torchscript", "source": str(path), "code_sha256": code}
-    factory, code = _resolve_callable(spec.source)
+    factory, _ = _resolve_callable(spec.source)
     try:
         accepts = "n_classes" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -102,7 +109,7 @@ def build(spec: UserClassifier, n_classes: int) -> tuple[nn.Module, dict]:
         raise BenchError(f"--classifier {spec.source!r}: calling it failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(network, nn.Module):
         raise BenchError(f"--classifier {spec.source!r} returned {type(network).__name__}, not a torch.nn.Module")
-    return network, {"kind": "import", "source": spec.source, "code_sha256": code}
+    return network
 
 
 def load_weights(network: nn.Module, spec: UserClassifier) -> None:

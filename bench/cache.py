@@ -112,27 +112,28 @@ def _known_model_kinds() -> set[str]:
     from explainers.base import EXPLAINERS, Capability
 
     fitting = (EXPLAINERS.get(name) for name in EXPLAINERS.names())
-    return {"classifier", "featurenet"} | {cls.fit_identity() for cls in fitting if Capability.FIT in cls.capabilities}
+    return {"classifier", "classifier-user", "featurenet"} | {cls.fit_identity() for cls in fitting if Capability.FIT in cls.capabilities}
 
 
-def _unreadable(entry: Entry) -> str | None:
+def _unreadable(entry: Entry) -> tuple[str | None, object]:
     """Why a checkpoint would be rebuilt rather than read (it does not load, or it holds another key than its
-    name says), else None. The MNIST download is checked against its published checksum."""
+    name says), else None; and what it holds, read once. The MNIST download is checked against its published
+    checksum."""
     import torch
 
     from bench.data import MNIST_PKL_SHA256
     from bench.store import sha256_file, stable_hash
 
     if entry.kind == "data mnist download":
-        return None if sha256_file(entry.path) == MNIST_PKL_SHA256 else "fails its checksum"
+        return (None if sha256_file(entry.path) == MNIST_PKL_SHA256 else "fails its checksum"), None
     try:
         payload = torch.load(entry.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any file torch cannot read back is one a run would rebuild
-        return f"does not load ({type(exc).__name__})"
+        return f"does not load ({type(exc).__name__})", None
     key = payload.get("key") if isinstance(payload, dict) else None
     named = (_MODEL if entry.kind.startswith("model") else _DATA).fullmatch(entry.path.name)["key"]
     stored = key if entry.kind.startswith("model") else stable_hash(key, 12)
-    return None if key is not None and stored == named else "holds another key than its name"
+    return (None if key is not None and stored == named else "holds another key than its name"), payload
 
 
 def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[Entry, str]]:
@@ -163,23 +164,22 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
             if entry.kind.removeprefix("model ") not in kinds:
                 out.append((entry, "no registered explainer fits this kind of model"))
                 continue
-        reason = _unreadable(entry) or (_outdated(entry) if entry.kind.startswith("model") else None)
+        reason, payload = _unreadable(entry)
+        if reason is None and entry.kind.startswith("model"):
+            reason = _outdated(payload.get("code"))
         if reason:
             out.append((entry, reason))
     return out
 
 
-def _outdated(entry: Entry) -> str | None:
+def _outdated(stamp: dict | None) -> str | None:
     """Why a model was made by code that no longer exists (its stored :func:`bench.store.code_stamp` differs
     from today's source of the same modules, or a module is gone), else None. Checkpoints written before
     the stamp existed carry none and are not judged."""
     import importlib
 
-    import torch
-
     from bench.store import source_hash
 
-    stamp = torch.load(entry.path, map_location="cpu", weights_only=True).get("code")
     if not stamp:
         return None
     try:

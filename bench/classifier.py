@@ -68,6 +68,7 @@ class BlackBox(nn.Module):
         self.network = network.eval()
         self.n_classes = n_classes
         self.output = output  # what ``network`` returns: "logits" or "probabilities"
+        self._predicted: list = []  # (weak reference to an input, its version, f's labels): see predict
         for p in self.network.parameters():
             p.requires_grad_(False)
 
@@ -112,7 +113,7 @@ class BlackBox(nn.Module):
         a weak reference and torch's version counter), so the explainers that each learn from f's labels
         of the training set (SVAE, GANMEX, pixel_blend) share one pass over it instead of three.
         """
-        memo = self.__dict__.setdefault("_predicted", [])
+        memo = self._predicted
         for ref, version, labels in memo:
             if ref() is x and x._version == version:
                 return labels.clone()
@@ -187,9 +188,9 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
     output = user.output if user else "logits"
     build, identity = (lambda: Table1Classifier(n_classes)), {"name": "gce-table1", "architecture": "GCE Table 1"}
     if user is not None:
-        _, built = blackbox.build(user, n_classes)
-        identity = {"name": user.source, "architecture": built["kind"], "code_sha256": built["code_sha256"]}
-        build = lambda: blackbox.build(user, n_classes)[0]  # noqa: E731
+        made = blackbox.identity(user)
+        identity = {"name": user.source, "architecture": made["kind"], "code_sha256": made["code_sha256"]}
+        build = lambda: blackbox.build(user, n_classes)  # noqa: E731
     fit_seconds, cached, key = 0.0, False, None
     if user is not None and user.weights:
         network = build()

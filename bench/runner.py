@@ -235,7 +235,7 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root)
     data_seconds = time.perf_counter() - start
     if config.classifier is not None:  # the user's black box: built, its weights loaded, its outputs checked
-        network, _ = blackbox.build(config.classifier, data.n_classes)
+        network = blackbox.build(config.classifier, data.n_classes)
         if config.classifier.weights:
             blackbox.load_weights(network, config.classifier)
         blackbox.check_outputs(network, config.classifier, data.val.images[:8], data.n_classes)

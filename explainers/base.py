@@ -63,20 +63,6 @@ def minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator
         pos += batch_size
 
 
-@torch.no_grad()
-def predicted_labels(classifier: nn.Module, images: torch.Tensor, device: torch.device,
-                     chunk_size: int = 1024) -> torch.Tensor:
-    """The classes ``f`` predicts for ``images`` ``(N,)`` on the CPU, in chunks: the labels an explainer of
-    ``f`` learns from (never the dataset's). The suite's black box answers from its memory of the same
-    tensor (:meth:`bench.classifier.BlackBox.predict`)."""
-    from bench.classifier import BlackBox
-
-    if isinstance(classifier, BlackBox):
-        return classifier.predict(images, batch_size=chunk_size)
-    return torch.cat([classifier(images[i:i + chunk_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(images), chunk_size)])
-
-
 class MissingCapability(TypeError):
     """Raised when an explainer is asked for something its capabilities do not include."""
 

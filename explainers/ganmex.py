@@ -42,7 +42,7 @@ from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
 from bench.errors import BenchError
-from explainers.base import Capability, Explainer, minibatches, predicted_labels, register
+from explainers.base import Capability, Explainer, minibatches, register
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
@@ -169,7 +169,7 @@ class GANMEX(Explainer):
     def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
             log: Callable[[str], None] = print) -> dict:
         s = self.settings
-        labels = predicted_labels(self.classifier, train_images, self.device)
+        labels = self.classifier.predict(train_images)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=s["lr"], betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr_d"] or s["lr"], betas=(0.5, 0.999))
         self.generator.train()

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from explainers.base import Capability, Explainer, predicted_labels, register
+from explainers.base import Capability, Explainer, register
 
 
 @register("pixel_blend")
@@ -41,7 +41,7 @@ class PixelBlend(Explainer):
     def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
             log: Callable[[str], None] = print) -> dict:
         """Keep up to ``pool_size`` training images of every class f predicts (a random subset)."""
-        labels = predicted_labels(self.classifier, train_images, self.device)
+        labels = self.classifier.predict(train_images)
         keep = []
         for c in labels.unique().tolist():
             members = (labels == c).nonzero().flatten()

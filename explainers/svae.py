@@ -31,7 +31,7 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import (Capability, Explainer, LatentSplit, fixed_randomness, minibatches, predicted_labels,
+from explainers.base import (Capability, Explainer, LatentSplit, fixed_randomness, minibatches,
                              register)
 from explainers.gce import Decoder
 
@@ -125,7 +125,7 @@ class SupervisedVAE(Explainer):
     def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,
             log: Callable[[str], None] = print) -> dict:
         s = self.settings
-        labels = predicted_labels(self.classifier, train_images, self.device)  # y = f(x): the SVAE explains f, not the dataset
+        labels = self.classifier.predict(train_images)  # y = f(x): the SVAE explains f, not the dataset
         params = [p for m in self._modules() for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=s["lr"])
         for m in self._modules():

@@ -76,7 +76,7 @@ def test_a_user_architecture_is_trained_by_the_recipe_cached_and_keys_the_fits(s
                                 explainers=["gce", "integrated_gradients", "random"], out=out)
     first = run("runs/resnet")
     box = first.metadata[0]["classifier"]
-    network, _ = build(UserClassifier("my_models:SmallResNet"), 2)
+    network = build(UserClassifier("my_models:SmallResNet"), 2)
     assert box["name"] == "my_models:SmallResNet" and box["architecture"] == "import" and box["cached"] is False
     assert box["parameters"] == sum(p.numel() for p in network.parameters()) and len(box["weights_sha256"]) == 64
     assert box["test_accuracy"] > 0.8 and box["trained_by"] == "the suite's recipe" and "warning" not in box

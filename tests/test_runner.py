@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -21,25 +20,6 @@ from explainers.base import EXPLAINERS
 from bench.suites import SUITES
 
 SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")  # what conftest's shared smoke run fits
-
-
-@contextlib.contextmanager
-def caplog_messages(messages: list[str]):
-    """Append every message logged under ``bench`` to ``messages`` (the classifier and features log there)."""
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    handler, log = Collect(), logging.getLogger("bench")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
 
 
 @pytest.mark.skipif(not FMNIST_DEFAULT_ROOT.exists(), reason="Debian's dataset-fashion-mnist not installed")
@@ -159,7 +139,7 @@ def test_a_failing_figure_keeps_the_explainers_scores(smoke_run, tmp_path, monke
     assert any("[gce] figure failed: ValueError: no display" in m for m in messages)
 
 
-def test_corrupt_model_cache_is_rebuilt(smoke_run, tmp_path, isolated_cache, monkeypatch):
+def test_corrupt_model_cache_is_rebuilt(smoke_run, tmp_path, isolated_cache, monkeypatch, caplog):
     """Every model file of a copy of the shared cache overwritten with garbage: each is retrained, not trusted."""
     cache = tmp_path / "cache"
     shutil.copytree(isolated_cache / "models", cache / "models")
@@ -169,8 +149,9 @@ def test_corrupt_model_cache_is_rebuilt(smoke_run, tmp_path, isolated_cache, mon
     for path in (cache / "models").glob("*.pt"):
         path.write_bytes(b"garbage")
     messages: list[str] = []
-    with caplog_messages(messages):
+    with caplog.at_level(logging.INFO, logger="bench"):  # the classifier and the features log there
         run(dataclasses.replace(config, out=tmp_path / "b"), log=messages.append)
+    messages += caplog.messages
     # the classifier, the FID feature network and GCE
     assert sum("is unreadable" in m and "rebuilding" in m for m in messages) == 3
     assert any("training the FID feature network" in m for m in messages)
