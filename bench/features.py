@@ -22,14 +22,13 @@ from metrics.fid import FeatureNet, InceptionFeatures
 
 FEATURE_SEED = 0  # fixed: the extractor is part of the metric's definition, not of a run
 EPOCHS = 2  # the default; a profile may ask for fewer (``Profile.feature_epochs``)
-ALL_CLASSES = tuple(range(10))
 
 
 def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int, device: torch.device,
                       log: Callable[[str], None]) -> FeatureNet:
     gen = torch.Generator().manual_seed(FEATURE_SEED)
     torch.manual_seed(FEATURE_SEED)
-    net = FeatureNet(int(labels.max()) + 1).to(device)
+    net = FeatureNet(int(labels.max()) + 1, tuple(images.shape[1:])).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     n, batch = len(images), 128
     for epoch in range(epochs):
@@ -48,17 +47,19 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int
 
 def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.device,
                        log: Callable[[str], None], epochs: int = EPOCHS, images: int | None = None,
-                       cache: bool = True) -> tuple[FeatureNet, dict]:
-    """The suite dataset's feature network (trained once, cached unless ``cache=False``) and a record naming it.
-    ``images``: train on the first ``images`` training images only (None: all)."""
-    data = load_dataset(dataset, ALL_CLASSES, data_root=data_root)
+                       cache: bool = True, channels: int | None = None) -> tuple[FeatureNet, dict]:
+    """The suite dataset's feature network, trained on every class of the dataset (not only the suite's),
+    once, cached unless ``cache=False``; and a record naming it. ``images``: train on the first ``images``
+    training images only (None: all). ``channels``: as the suite's (image folders)."""
+    data = load_dataset(dataset, None, data_root=data_root, channels=channels)
+    classes = tuple(data.classes)
     train = data.train if images is None else Split(data.train.images[:images], data.train.labels[:images])
-    identity = {"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": ALL_CLASSES,
+    identity = {"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": classes,
                 "epochs": epochs, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")}
     key = stable_hash(identity if images is None else {**identity, "images": images})
     path = cache_root() / "models" / f"featurenet-{key}.pt"
     payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
-    net = FeatureNet(len(ALL_CLASSES))
+    net = FeatureNet(len(classes), data.image_shape)
     try:
         if payload is None:
             raise KeyError("not cached")
@@ -67,7 +68,7 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         fit_seconds, cached = payload["fit_seconds"], True
         val_accuracy = payload["val_accuracy"]  # measured once, when it was trained (2 s a run saved)
     except (RuntimeError, KeyError):
-        log(f"[features] training the FID feature network on all {len(ALL_CLASSES)} {dataset} classes "
+        log(f"[features] training the FID feature network on all {len(classes)} {dataset} classes "
             f"({len(train)} images, {epochs} epochs)")
         start = time.perf_counter()
         net = train_feature_net(train.images, train.labels, epochs=epochs, device=device, log=log)
@@ -82,22 +83,22 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
                                    "code": code_stamp(__name__, "metrics.fid")})
     for p in net.parameters():
         p.requires_grad_(False)
-    record = {"name": f"featurenet-{dataset}{len(ALL_CLASSES)}", "feature_dim": FeatureNet.feature_dim,
-              "description": f"FeatureNet (metrics.fid) trained on all {len(ALL_CLASSES)} {dataset} classes, "
+    record = {"name": f"featurenet-{dataset}{len(classes)}", "feature_dim": FeatureNet.feature_dim,
+              "description": f"FeatureNet (metrics.fid) trained on all {len(classes)} {dataset} classes, "
                              f"{len(train)} training images, {epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate "
                              "features",
-              "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
+              "classes": list(classes), "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
               "val_accuracy": val_accuracy}
     return net, record
 
 
 def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device: torch.device,
                       log: Callable[[str], None], inception_weights: str | None = None, epochs: int = EPOCHS,
-                      cache: bool = True, images: int | None = None):
+                      cache: bool = True, images: int | None = None, channels: int | None = None):
     """``featurenet`` (default) or ``inception`` (needs pytorch-fid's weights file on disk)."""
     if kind == "featurenet":
         return cached_feature_net(dataset, data_root=data_root, device=device, log=log, epochs=epochs, images=images,
-                                  cache=cache)
+                                  cache=cache, channels=channels)
     if kind == "inception":
         net = InceptionFeatures(inception_weights).to(device)
         return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,

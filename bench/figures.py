@@ -22,18 +22,25 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(..., C, H, W)`` as drawn: ``(..., H, W)`` grey for one channel, ``(..., H, W, 3)`` RGB for three."""
+    images = images.detach().cpu()
+    return images[..., 0, :, :] if images.shape[-3] == 1 else images.movedim(-3, -1).clamp(0, 1)
+
+
 def _image_grid(cells: np.ndarray, *, cmap: str, vmin: float, vmax: float, background: float,
                 titles=None, title_colors=None, row_labels=None, col_labels=None, col_titles=None,
                 frame: tuple[int, int] | None = None, inches_per_cell: tuple[float, float] = (0.9, 1.0)):
-    """A grid of images ``cells`` ``(R, C, H, W)`` drawn as ONE image on one axes, with a title above each
+    """A grid of images ``cells`` ``(R, C, H, W)`` (or RGB ``(R, C, H, W, 3)``) drawn as ONE image on one axes,
+    with a title above each
     cell (``titles[r][c]``), labels left of each row and under each column, an optional framed cell.
 
     One axes instead of R x C subplots: the same picture, drawn in a fraction of the time (matplotlib's
     per-axes cost dominated the runner's figures: 19 of a smoke run's 35 s of GCE and SVAE scoring).
     """
-    rows, cols, h, w = cells.shape
+    rows, cols, h, w = cells.shape[:4]
     gap, head = 2, (9 if titles is not None else 2)  # pixels between cells, and above each for its title
-    canvas = np.full((rows * (h + head), cols * (w + gap)), background, dtype=np.float32)
+    canvas = np.full((rows * (h + head), cols * (w + gap), *cells.shape[4:]), background, dtype=np.float32)
     for r in range(rows):
         for c in range(cols):
             y, x = r * (h + head) + head, c * (w + gap)
@@ -92,10 +99,10 @@ def latent_sweeps(explainer, classifier, images: torch.Tensor, path: Path, n_val
     for d in range(split.n_latent):
         sweeps = explainer.sweep_factor(images, d, values)  # (N, S, C, H, W)
         probs = classifier(sweeps.flatten(0, 1)).unflatten(0, sweeps.shape[:2])[..., -1].cpu()  # (N, S)
-        cells.append(sweeps[:, :, 0].cpu())
+        cells.append(_pixels(sweeps))
         titles.append([[f"{p:.2f}" for p in row] for row in probs.tolist()])
     # rows: image i, factor d (image-major, as the panels were)
-    grid = torch.stack(cells, 1).flatten(0, 1).numpy()  # (N * D, S, H, W)
+    grid = torch.stack(cells, 1).flatten(0, 1).numpy()  # (N * D, S, H, W[, 3])
     fig, _ = _image_grid(grid, cmap="gray", vmin=0, vmax=1, background=1.0,
                          titles=[titles[d][i] for i in range(n_img) for d in range(split.n_latent)],
                          row_labels=[f"x{i} {names[d]}" for i in range(n_img) for d in range(split.n_latent)])
@@ -108,9 +115,9 @@ def counterfactual_sweeps(name: str, queries: torch.Tensor, sweeps: torch.Tensor
                           query_probs: torch.Tensor, targets: torch.Tensor, path: Path,
                           class_names: list[str] | None = None) -> Path:
     """Each row: the query image, then its sweep toward the target class, f(x)[target] above every panel
-    (exaggeration Fig. 2). ``sweeps`` ``(N, S, 1, H, W)``, ``target_probs`` ``(N, S)``, ``query_probs`` ``(N,)``."""
+    (exaggeration Fig. 2). ``sweeps`` ``(N, S, C, H, W)``, ``target_probs`` ``(N, S)``, ``query_probs`` ``(N,)``."""
     n, s = sweeps.shape[:2]
-    grid = torch.cat([queries[:, None, 0].cpu(), sweeps[:, :, 0].cpu()], 1).numpy()  # (N, S + 1, H, W)
+    grid = torch.cat([_pixels(queries[:, None]), _pixels(sweeps)], 1).numpy()  # (N, S + 1, H, W[, 3])
     titles = [[f"x: {query_probs[i]:.2f}"] + [f"{target_probs[i, j]:.2f}" for j in range(s)] for i in range(n)]
     labels = [f"to {class_names[int(t)] if class_names else int(t)}" for t in targets]
     fig, _ = _image_grid(grid, cmap="gray", vmin=0, vmax=1, background=1.0, titles=titles, row_labels=labels,
@@ -153,7 +160,7 @@ def invariant_grid(explainer, classifier, image: torch.Tensor, dims: tuple[int, 
     colors = [["black" if int(preds[k]) == label0 else "tab:red" for k in range(i * n_side, (i + 1) * n_side)]
               for i in range(n_side)]
     ticks = [f"{o:+.1f}" for o in offsets.tolist()]
-    fig, _ = _image_grid(images[:, 0].unflatten(0, (n_side, n_side)).numpy(), cmap="gray", vmin=0, vmax=1,
+    fig, _ = _image_grid(_pixels(images).unflatten(0, (n_side, n_side)).numpy(), cmap="gray", vmin=0, vmax=1,
                          background=1.0, titles=titles, title_colors=colors, row_labels=ticks, col_labels=ticks,
                          frame=(n_side // 2, n_side // 2), inches_per_cell=(0.85, 0.95))
     fig.suptitle(f"{explainer.name}: {names[dims[0]]} (rows) x {names[dims[1]]} (columns) around the framed "
@@ -183,7 +190,7 @@ def saliency_maps(images: torch.Tensor, maps: dict[str, torch.Tensor], labels: l
     n, names = len(images), list(maps)
     # each map on its own symmetric scale: divided by its largest |value|, drawn on [-1, 1]; the image
     # (in [0, 1]) drawn as its map would be, white for 0 is the background of both
-    cells = [[images[i, 0].cpu() * 2 - 1] + [_symmetric(maps[name][i].sum(0).cpu()) for name in names]
+    cells = [[images[i].mean(0).cpu() * 2 - 1] + [_symmetric(maps[name][i].sum(0).cpu()) for name in names]
              for i in range(n)]
     grid = torch.stack([torch.stack(row) for row in cells]).numpy()
     fig, ax = _image_grid(grid, cmap="bwr", vmin=-1, vmax=1, background=0.0,
@@ -192,7 +199,7 @@ def saliency_maps(images: torch.Tensor, maps: dict[str, torch.Tensor], labels: l
                           inches_per_cell=(1.0, 1.1))
     _, _, h, w = grid.shape
     for i in range(n):  # the image column in grey: drawn again over its cells
-        ax.imshow(images[i, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+        ax.imshow(_pixels(images[i]).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
                   extent=(-0.5, w - 0.5, i * (h + 2) + 2 + h - 0.5, i * (h + 2) + 2 - 0.5))
     ax.set_xlim(-0.5, grid.shape[1] * (w + 2) - 0.5)
     ax.set_ylim(n * (h + 2) - 0.5, -0.5)

@@ -28,9 +28,9 @@ from bench.report import write_report
 from bench.results import RESULTS_FILE, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import (atomic_write_text, cache_root, code_stamp, ensure_writable_dir, load_checkpoint, save_checkpoint,
-                         source_hash, stable_hash)
-from bench.suites import get_suite
-from explainers.base import EXPLAINERS, Capability, Explainer
+                         sha256_file, source_hash, stable_hash)
+from bench.suites import SUITE_DIR, get_suite
+from explainers.base import EXPLAINERS, Capability, Explainer, check_image_shape
 from metrics.fid import extract_features, inception_weights
 from metrics.information_flow import resolve_device as default_device
 
@@ -117,12 +117,14 @@ def explainer_seed(seed: int, name: str) -> int:
 
 def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, device: torch.device,
                 log: Callable[[str], None], fid_samples: int = 1000,
-                feature_epochs: int = FEATURE_EPOCHS, feature_images: int | None = None
+                feature_epochs: int = FEATURE_EPOCHS, feature_images: int | None = None, channels: int | None = None
                 ) -> tuple[SweepSetup, dict]:
     """The queries, real images and FID feature extractor every sweep-capable explainer is scored on."""
     extractor, record = feature_extractor(config.fid_features, data.name, data_root=config.data_root,
                                           device=device, log=log, inception_weights=config.inception_weights,
-                                          epochs=feature_epochs, images=feature_images, cache=config.cache)
+                                          epochs=feature_epochs, images=feature_images, cache=config.cache,
+                                          channels=channels)
+    feature_classes = list(record.get("classes") or data.classes)
     queries, real = data.test.images[:n_queries], data.test.images[n_queries:]  # FID's reference: not the queries
     positive = data.n_classes - 1
     with torch.no_grad():
@@ -130,7 +132,9 @@ def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, de
                                    for i in range(0, len(real), 1024)])
     setup = SweepSetup(queries=queries, real_features=extract_features(extractor, real),
                        real_positive=real_positive, extractor=extractor, positive_class=positive,
-                       fid_samples=fid_samples, class_ids=tuple(int(c) for c in data.classes))
+                       fid_samples=fid_samples,
+                       # the feature net's label of each of f's classes (its classes: all of the dataset's)
+                       class_ids=tuple(feature_classes.index(c) for c in data.classes))
     record = {**record, "positive_class": positive, "positive_class_id": data.classes[positive],
               "n_queries": len(setup.queries), "n_steps": setup.n_steps, "n_real": len(real),
               "fid_samples": setup.fid_samples, "fid_generated_steps": f"1..{setup.n_steps - 1}"}
@@ -196,6 +200,7 @@ class _Plan:
     device: torch.device
     data: Dataset
     data_seconds: float
+    user: UserClassifier | None = None  # the black box the user brought (option or suite file); None: Table 1
 
     @property
     def n_steps(self) -> int:
@@ -232,16 +237,40 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     if config.fid_features == "inception":
         inception_weights(config.inception_weights)  # fail before any training, not after
     start = time.perf_counter()
-    data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root)
+    check_settings(suite, profile, classes)
+    data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root, channels=suite.channels)
     data_seconds = time.perf_counter() - start
-    if config.classifier is not None:  # the user's black box: built, its weights loaded, its outputs checked
-        network = blackbox.build(config.classifier, data.n_classes)
-        if config.classifier.weights:
-            blackbox.load_weights(network, config.classifier)
-        blackbox.check_outputs(network, config.classifier, data.val.images[:8], data.n_classes)
+    for name, cls in classes.items():  # the explainers' networks are sized from the images
+        if Capability.FIT in cls.capabilities and cls.sized_by_image:
+            try:
+                check_image_shape(name, data.image_shape)
+            except ValueError as exc:
+                raise BenchError(str(exc)) from None
+    user = config.classifier or suite.black_box
+    if user is not None:  # the user's black box: built, its weights loaded, its outputs checked
+        network = blackbox.build(user, data.n_classes)
+        if user.weights:
+            blackbox.load_weights(network, user)
+        blackbox.check_outputs(network, user, data.val.images[:8], data.n_classes)
     log(f"[data] {data.source}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} "
-        f"(classes {suite.classes})")
-    return _Plan(suite, profile, classes, device, data, data_seconds)
+        f"(classes {list(data.classes)}, images {'x'.join(map(str, data.image_shape))})")
+    return _Plan(suite, profile, classes, device, data, data_seconds, user)
+
+
+def check_settings(suite, profile, classes: dict[str, type[Explainer]]) -> None:
+    """Every explainer's settings in the profile are known to it (a typo fails here, not after training);
+    settings for an explainer that is not registered are an error too, unless it is not being run."""
+    where = f"suite {suite.name}" + (f" ({suite.path})" if suite.path else "") + f", profile {profile.name}"
+    for name, settings in profile.explainers.items():
+        if name not in classes:
+            if name not in EXPLAINERS:
+                raise BenchError(f"{where}: settings for unknown explainer {name!r}; known: "
+                                 f"{', '.join(EXPLAINERS.names())}")
+            continue
+        unknown = sorted(set(settings) - set(classes[name].defaults))
+        if unknown:
+            raise BenchError(f"{where}: {name}: unknown setting(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(classes[name].defaults))}")
 
 
 @contextlib.contextmanager
@@ -298,7 +327,7 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
                                                    test=data.test, n_classes=data.n_classes,
                                                    config=profile.classifier, seed=config.seed, device=device,
                                                    log=log_to("bench.classifier"), cache=config.cache,
-                                                   user=config.classifier)
+                                                   user=planned.user)
     timings["classifier_seconds"] = time.perf_counter() - t
     log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
         + (" [cached]" if clf_record["cached"] else ""))
@@ -310,7 +339,7 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
             setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device,
                                                  log_to("bench.features"), fid_samples=profile.fid_samples,
                                                  feature_epochs=profile.feature_epochs,
-                                                 feature_images=profile.feature_images)
+                                                 feature_images=profile.feature_images, channels=suite.channels)
         timings["features_seconds"] = time.perf_counter() - t
 
     saliency = None
@@ -388,15 +417,18 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
 
     metadata = {
         "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
+        **({"suite_file": str(suite.path), "suite_file_sha256": sha256_file(suite.path)}
+           if suite.path and suite.path.parent != SUITE_DIR else {}),
         "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
         "seeds": {"classifier": config.seed,
                   "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in classes.items()},
                   "scoring": config.seed},
         "explainers": list(names), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
         "code_revision": revision, "versions": versions(), "device": device_info(device),
-        "data": {"source": data.source, "checksum": data.checksum, "classes": list(suite.classes),
+        "data": {"source": data.source, "checksum": data.checksum, "classes": list(data.classes),
+                 "image_shape": list(data.image_shape),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
-        "classifier": {**({} if config.classifier and config.classifier.weights else asdict(profile.classifier)),
+        "classifier": {**({} if planned.user and planned.user.weights else asdict(profile.classifier)),
                        **clf_record},
         "fid_features": features_record, "cache": config.cache,
         "explainer_details": explainer_meta, "timings": {k: round(v, 3) for k, v in timings.items()},

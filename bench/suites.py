@@ -1,18 +1,58 @@
-"""Suites: dataset, classes, black box and each explainer's settings, in three profiles.
+"""Suites: dataset, classes, black box and each explainer's settings, in named profiles, read from TOML files.
 
-``quick`` is sized for a 2-core CPU (the default); ``smoke`` runs every explainer and metric family
-in CI time, for pipeline and regression checks, not rankings; ``paper`` uses the papers'
-(or the authors' released models') settings and is meant for a GPU. The
-results record which profile made them and how it differs from ``paper``.
+Every suite is a TOML file read with the standard library's ``tomllib``: the built-in ``mnist`` and
+``fmnist`` are package data (``bench/suite_files/``), and ``--suite path/to/suite.toml`` runs a user's
+own. ``quick`` is sized for a 2-core CPU (the default); ``smoke`` runs every explainer and metric family
+in CI time, for pipeline and regression checks, not rankings; ``paper`` uses the papers' (or the
+authors' released models') settings and is meant for a GPU. The results record which profile made them
+and how it differs from ``paper``.
+
+The format (``python -m bench suite show mnist`` prints a complete one)::
+
+    name = "shapes"                  # required
+    version = "1"                    # recorded in results; the gate compares equal versions only
+    description = "..."
+    explainers = ["gce", "random"]   # the default explainers (default: every built-in one)
+    inherit = "mnist"                # optional: start from a built-in suite's settings and profiles
+
+    [dataset]
+    source = "image-folder:shapes"   # mnist | fmnist | torchvision:PATH | image-folder:PATH | callable:mod:fn
+    classes = ["circle", "square"]   # optional: label ids, or an image folder's class names (default: all)
+    channels = 3                     # optional, image folders: convert every image to 1 or 3 channels
+
+    [black_box]                      # optional: default GCE Table 1 trained by each profile's recipe
+    classifier = "my_models:SmallResNet"   # or a TorchScript file, or "gce-table1"
+    weights = "resnet.pt"            # optional: without it the architecture is trained by the recipe
+    output = "logits"                # or "probabilities"
+
+    [settings.gce]                   # settings every profile shares (under each profile's own)
+    n_causal = 1
+
+    [profiles.quick]                 # any number of profiles; every key optional
+    classifier = { epochs = 3 }
+    sweep_queries = 500
+    [profiles.quick.explainers.gce]
+    steps = 1500
+
+Relative paths (an image folder, a TorchScript file, weights) are relative to the suite file, and its
+folder is searched for the modules a ``module:callable`` names. Unknown keys, wrong types and missing
+files are one-line errors naming the file, the key and what was expected, before any work.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from bench.blackbox import OUTPUTS, UserClassifier
 from bench.classifier import ClassifierConfig
-from bench.errors import unknown_name
+from bench.errors import BenchError, unknown_name
+
+SUITE_DIR = Path(__file__).with_name("suite_files")
+TABLE1 = "gce-table1"  # the suites' default black box: GCE Table 1 (bench.classifier)
 
 
 @dataclass(frozen=True)
@@ -20,7 +60,7 @@ class Profile:
     name: str
     classifier: ClassifierConfig
     explainers: dict[str, dict[str, Any]]  # explainer name -> settings overriding its defaults
-    info_flow_samples: tuple[int, int]  # (N_alpha, N_beta) for scoring
+    info_flow_samples: tuple[int, int] = (100, 25)  # (N_alpha, N_beta) for scoring
     sweep_queries: int = 500  # test images whose counterfactual sweeps are scored (sweep metrics, FID)
     saliency_queries: int = 200  # test images whose saliency maps are scored (removal curves, Gini)
     randomisation_queries: int = 20  # of those, the images of the cascading-randomisation check
@@ -34,8 +74,8 @@ class Profile:
 @dataclass(frozen=True)
 class Suite:
     name: str
-    dataset: str
-    classes: tuple[int, ...]
+    dataset: str  # a bench.data.load_dataset name: mnist, fmnist, torchvision:PATH, image-folder:PATH, callable:...
+    classes: tuple | None  # label ids or class names, in label order (None: every class of the dataset)
     #: bump when anything that changes the numbers changes (recorded in results; the gate compares only equal
     #: versions). Not part of cache keys: a fit is keyed by its settings, data, seed and source, so a metric
     #: change bumps the version without retraining anything.
@@ -43,6 +83,9 @@ class Suite:
     description: str
     default_explainers: tuple[str, ...]
     profiles: dict[str, Profile] = field(default_factory=dict)
+    channels: int | None = None  # image folders: convert to this many channels
+    black_box: UserClassifier | None = None  # None: GCE Table 1 trained by the profile's recipe
+    path: Path | None = None  # the file it was read from
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -51,130 +94,262 @@ class Suite:
 
     def key(self) -> dict:
         """What identifies the suite's data and labels (part of every cache key; the version is not)."""
-        return {"suite": self.name, "dataset": self.dataset, "classes": self.classes}
+        key = {"suite": self.name, "dataset": self.dataset, "classes": self.classes}
+        return key if self.channels is None else {**key, "channels": self.channels}
 
 
-_GCE_MNIST = {"n_causal": 1, "n_noncausal": 7, "lam": 0.05}
-# |z1| = one per class (SVAE Fig. 7); |z2| = 6 makes 8 latents, as GCE's K + L
-_GANMEX = ("ganmex_ig", "ganmex_deeplift")  # one fit, two attributions
-_SVAE_MNIST = {"n_causal": 2, "n_noncausal": 6, "alpha": 6000.0, "beta": 0.9}
-_GCE_FMNIST = {"n_causal": 2, "n_noncausal": 4, "lam": 0.05}  # GCE App. E.3
-_SVAE_FMNIST = {"n_causal": 3, "n_noncausal": 3, "alpha": 6000.0, "beta": 0.9}  # |z1| = one per class, 6 in all
+# ----------------------------------------------------------------------------- reading a file
+
+_TOP = {"name": str, "version": str, "description": str, "explainers": list, "inherit": str, "dataset": dict,
+        "black_box": dict, "settings": dict, "profiles": dict}
+_DATASET = {"source": str, "classes": list, "channels": int}
+_BLACK_BOX = {"classifier": str, "weights": str, "output": str}
+_PROFILE = {"note": str, "classifier": dict, "explainers": dict, "info_flow_samples": list, "sweep_queries": int,
+            "saliency_queries": int, "randomisation_queries": int, "fid_samples": int, "latent_images": int,
+            "feature_epochs": int, "feature_images": int}
+_CLASSIFIER = {f.name: (int if f.type == "int" else float) for f in fields(ClassifierConfig)}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "an array", dict: "a table"}
 
 
-def _quick(gce: dict, svae: dict, *, gce_steps: int) -> dict[str, dict[str, Any]]:
-    """The CPU-sized settings, given the suite's GCE and SVAE shapes."""
-    return {"gce": {**gce, "steps": gce_steps, "n_alpha": 16, "n_beta": 16},
-            "exaggeration": {"steps": 4000, "lambda_f": 50.0, "channels": 16},
-            "svae": {**svae, "steps": 3000},
-            **{name: {"steps": 2000} for name in _GANMEX}}
+class _File:
+    """One suite file's one-line errors: ``suite file X: [table] key ...``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, where: str, message: str) -> BenchError:
+        return BenchError(f"suite file {self.path}: {where + ' ' if where else ''}{message}")
+
+    def check(self, table: dict, spec: dict[str, type], where: str, required: tuple[str, ...] = ()) -> dict:
+        """Unknown keys, wrong types and missing required keys of ``table`` (in ``where``)."""
+        label = f"[{where}]" if where else "top level"
+        for key, value in table.items():
+            if key not in spec:
+                raise self.error("", f"unknown key {key!r} in {label}; expected one of {', '.join(spec)}")
+            want = spec[key]
+            ok = isinstance(value, want) and not (want in (int, float) and isinstance(value, bool))
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                raise self.error("", f"{label} {key} must be {_TYPE_NAMES[want]}, got {value!r}")
+        for key in required:
+            if key not in table:
+                raise self.error("", f"{label} needs {key!r}")
+        return table
+
+    def relative(self, value: str) -> str:
+        """A path relative to the suite file, made absolute (absolute and ~ paths as they are)."""
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (self.path.parent / path).resolve())
 
 
-def _smoke(gce: dict, svae: dict) -> dict[str, dict[str, Any]]:
-    """Every explainer fitted for a few steps: the pipeline end to end in CI time, numbers not meaningful."""
-    return {"gce": {**gce, "steps": 15, "n_alpha": 4, "n_beta": 4},
-            "exaggeration": {"steps": 10, "channels": 8},
-            "svae": {**svae, "steps": 20, "saliency_samples": 2},
-            **{name: {"steps": 10, "channels": 8, "n_res": 1, "ig_steps": 8} for name in _GANMEX}}
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, tables merged key by key (``dataset`` and ``black_box`` replaced whole)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("dataset", "black_box"):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
-def _smoke_profile(gce: dict, svae: dict) -> Profile:
-    return Profile(name="smoke", classifier=ClassifierConfig(epochs=1), explainers=_smoke(gce, svae),
-                   info_flow_samples=(10, 5), sweep_queries=40, saliency_queries=12, randomisation_queries=3,
-                   fid_samples=129,  # FeatureNet's 128-d features need more than 128 images a group
-                   latent_images=256, feature_epochs=1, feature_images=10000,
-                   note="smoke test of the whole pipeline (CI-sized, about a minute on 2 cores): classifier 1 "
-                        "epoch, FID feature network 1 epoch of 10000 images; GCE 15 steps, N_alpha=N_beta=4; exaggeration and GANMEX 10 "
-                        "steps with 8 base channels; SVAE 20 steps; 40 sweep queries, 12 saliency images, FID "
-                        "from 129 images a group, latent metrics on 256 images, information flow (10, 5). The "
-                        "numbers check that nothing broke; they do not rank explainers")
+def _read(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise BenchError(f"suite file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"suite file {path} is not valid TOML: {exc}") from None
 
 
-def _paper(gce: dict, svae: dict) -> dict[str, dict[str, Any]]:
-    """The papers' settings (see each profile's note), given the suite's GCE and SVAE shapes."""
-    return {"gce": {**gce, "steps": 8000, "n_alpha": 25, "n_beta": 100, "batch_size": 64, "lr": 5e-4},
-            "exaggeration": {"steps": 20000, "lambda_gan": 1.0, "lambda_f": 1.0, "lambda_rec": 100.0, "channels": 32},
-            "svae": {**svae, "steps": 20000},
-            # the authors' code (DESIGN.md): WGAN-GP, classification 1000, similarity 100, reconstruction 0,
-            # lr 2e-5 (G) / 1e-4 (D); StarGAN's six residual blocks; 100k steps (App. A.2), IG 200 steps (A.3)
-            **{name: {"steps": 100000, "ig_steps": 200, "channels": 64, "n_res": 6, "adversarial": "wgan-gp",
-                      "lambda_cls": 1000.0, "lambda_sim": 100.0, "lambda_rec": 0.0, "lr": 2e-5, "lr_d": 1e-4}
-               for name in _GANMEX},
-            "integrated_gradients": {"n_steps": 200}}
+def _dataset(f: _File, table: dict) -> tuple[str, tuple | None, int | None]:
+    f.check(table, _DATASET, "dataset", required=("source",))
+    source = table["source"]
+    kind = source.split(":", 1)[0] if ":" in source else source
+    if kind in ("torchvision", "image-folder"):
+        folder = f.relative(source.split(":", 1)[1])
+        if not Path(folder).is_dir():
+            raise f.error("", f"[dataset] source {source!r}: no such folder {folder}")
+        source = f"{kind}:{folder}"
+    elif kind == "callable":
+        if source.count(":") != 2:
+            raise f.error("", f"[dataset] source {source!r}: expected callable:module:function")
+    elif source not in ("mnist", "fmnist"):
+        raise f.error("", f"[dataset] source {source!r}: expected mnist, fmnist, torchvision:PATH, "
+                          "image-folder:PATH or callable:module:function")
+    classes = table.get("classes")
+    if classes is not None:
+        if not classes or not all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in classes):
+            raise f.error("", "[dataset] classes must be a non-empty array of label ids or class names")
+        if len(set(classes)) != len(classes):
+            raise f.error("", f"[dataset] classes names a class twice: {classes}")
+        if len(classes) < 2:
+            raise f.error("", "[dataset] classes needs at least two classes (a black box chooses between them)")
+        classes = tuple(classes)
+    channels = table.get("channels")
+    if channels not in (None, 1, 3):
+        raise f.error("", f"[dataset] channels must be 1 or 3, got {channels!r}")
+    return source, classes, channels
 
 
-_ALL_EXPLAINERS = ("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "pixel_blend",
-                   "integrated_gradients", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "occlusion",
-                   "random")
+def _black_box(f: _File, table: dict) -> UserClassifier | None:
+    f.check(table, _BLACK_BOX, "black_box")
+    source = table.get("classifier", TABLE1)
+    output = table.get("output", "logits")
+    if output not in OUTPUTS:
+        raise f.error("", f"[black_box] output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if source == TABLE1:
+        if "weights" in table or "output" in table:
+            raise f.error("", f"[black_box] weights and output are for a classifier of your own, not {TABLE1}")
+        return None
+    weights = table.get("weights")
+    if weights is not None:
+        weights = f.relative(weights)
+        if not Path(weights).is_file():
+            raise f.error("", f"[black_box] weights {table['weights']!r}: no such file {weights}")
+    if ":" not in source:  # a TorchScript file
+        source = f.relative(source)
+        if not Path(source).is_file():
+            raise f.error("", f"[black_box] classifier {table['classifier']!r}: no such file {source}")
+    return UserClassifier(source=source, weights=weights, output=output)
 
-SUITES: dict[str, Suite] = {s.name: s for s in [
-    Suite(
-        name="mnist", dataset="mnist", classes=(3, 8), version="2",
-        description="MNIST 3 vs 8, GCE Table 1 classifier, GCE K=1 L=7 lambda=0.05 (GCE App. E.1); "
-                    "SVAE |z1|=2 |z2|=6 alpha=6000 beta=0.9",
-        default_explainers=_ALL_EXPLAINERS,
-        profiles={
-            "quick": Profile(
-                name="quick",
-                classifier=ClassifierConfig(epochs=3),
-                explainers=_quick(_GCE_MNIST, _SVAE_MNIST, gce_steps=1500),
-                info_flow_samples=(100, 25),
-                note="CPU-sized: classifier 3 epochs (paper 20); GCE 1500 steps with N_alpha=N_beta=16 "
-                     "(paper: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 steps of 32 with "
-                     "lambda_f=50 (paper: lambda_f=1, which at this length leaves f's response lagging the "
-                     "request: compatibility 0.68 after 1500 steps), 16 base channels (paper profile: 32); "
-                     "SVAE 3000 steps of 64 (about 19 epochs of the 9943 training images); GANMEX 2000 steps of "
-                     "32 (paper: 100k), IG with 50 steps (paper: 200)",
-            ),
-            "smoke": _smoke_profile(_GCE_MNIST, _SVAE_MNIST),
-            "paper": Profile(
-                name="paper",
-                classifier=ClassifierConfig(epochs=20),
-                explainers=_paper(_GCE_MNIST, _SVAE_MNIST),
-                info_flow_samples=(100, 25),
-                note="GCE: settings of the authors' released MNIST 3/8 model (GCE App. E.1 and its code); "
-                     "exaggeration: the loss weights of Eq. 9's ablation default (App. A.4), longer training; "
-                     "SVAE: alpha=6000, beta=0.9 (its Section 3.1 model), 20000 steps (its training length is in "
-                     "a supplement we do not have); GANMEX: the authors' code (WGAN-GP, classification 1000, "
-                     "similarity 100, reconstruction 0, lr 2e-5/1e-4, six residual blocks), 100k steps (App. A.2), "
-                     "IG 200 steps (App. A.3)",
-            ),
-        },
-    ),
-    Suite(
-        name="fmnist", dataset="fmnist", classes=(0, 3, 4), version="2",
-        description="Fashion-MNIST t-shirt/top, dress, coat (GCE App. E.3 splits), GCE Table 1 classifier, "
-                    "GCE K=2 L=4 lambda=0.05; SVAE |z1|=3 |z2|=3; exaggeration explains coat against the rest",
-        default_explainers=_ALL_EXPLAINERS,
-        profiles={
-            "quick": Profile(
-                name="quick",
-                classifier=ClassifierConfig(epochs=5),
-                explainers=_quick(_GCE_FMNIST, _SVAE_FMNIST, gce_steps=2000),
-                info_flow_samples=(100, 25),
-                note="CPU-sized: classifier 5 epochs (paper 50, GCE App. E.3); GCE 2000 steps with "
-                     "N_alpha=N_beta=16 (paper profile: 8000 steps, N_alpha=25, N_beta=100); exaggeration 4000 "
-                     "steps with lambda_f=50, 16 base channels; SVAE 3000 steps; GANMEX 2000 steps (paper: 100k), "
-                     "IG 50 steps (paper: 200)",
-            ),
-            "smoke": _smoke_profile(_GCE_FMNIST, _SVAE_FMNIST),
-            "paper": Profile(
-                name="paper",
-                classifier=ClassifierConfig(epochs=50),
-                explainers=_paper(_GCE_FMNIST, _SVAE_FMNIST),
-                info_flow_samples=(100, 25),
-                note="GCE App. E.3: classifier 50 epochs (the paper reports 95.2% test accuracy), K=2, L=4, "
-                     "lambda=0.05; GCE trained as the authors' released Fashion-MNIST 0/3/4 model (8000 steps, "
-                     "batch 64, lr 5e-4, N_alpha=25, N_beta=100), where App. E.3's text says batch 32, lr 1e-4, "
-                     "N_alpha=100, N_beta=25 (we follow the released code); the other explainers as in the mnist "
-                     "paper profile",
-            ),
-        },
-    ),
-]}
+
+def _profile(f: _File, name: str, table: dict, shared: dict[str, dict]) -> Profile:
+    where = f"profiles.{name}"
+    f.check(table, _PROFILE, where)
+    clf = f.check(table.get("classifier", {}), _CLASSIFIER, f"{where}.classifier")
+    explainers = table.get("explainers", {})
+    for explainer, settings in explainers.items():
+        if not isinstance(settings, dict):
+            raise f.error("", f"[{where}.explainers] {explainer} must be a table of settings, got {settings!r}")
+    samples = table.get("info_flow_samples", [100, 25])
+    if len(samples) != 2 or not all(isinstance(n, int) and n > 0 for n in samples):
+        raise f.error("", f"[{where}] info_flow_samples must be two positive integers [N_alpha, N_beta], "
+                          f"got {samples!r}")
+    counts = {k: table[k] for k in ("sweep_queries", "saliency_queries", "randomisation_queries", "fid_samples",
+                                    "latent_images", "feature_epochs", "feature_images") if k in table}
+    for key, value in counts.items():
+        if value < 1:
+            raise f.error("", f"[{where}] {key} must be positive, got {value}")
+    merged = {n: {**shared.get(n, {}), **explainers.get(n, {})} for n in (*shared, *explainers)}
+    return Profile(name=name, classifier=ClassifierConfig(**{"epochs": 3, **clf}), explainers=merged,
+                   info_flow_samples=(samples[0], samples[1]), note=table.get("note", ""), **counts)
+
+
+def load_suite_file(path: str | Path) -> Suite:
+    """Read and check a suite file (module docstring); every problem is a one-line BenchError."""
+    path = Path(path).expanduser().resolve()
+    f = _File(path)
+    raw = _read(path)
+    f.check(raw, _TOP, "")
+    if "inherit" in raw:
+        base = raw["inherit"]
+        if base not in builtin_names():
+            raise f.error("", f"inherit {base!r}: not a built-in suite ({', '.join(builtin_names())})")
+        raw = _merge({k: v for k, v in _read(SUITE_DIR / f"{base}.toml").items() if k != "name"},
+                     {k: v for k, v in raw.items() if k != "inherit"})
+    f.check(raw, _TOP, "", required=("name", "dataset"))
+    source, classes, channels = _dataset(f, raw["dataset"])
+    box = _black_box(f, raw.get("black_box", {}))
+    settings = raw.get("settings", {})
+    for explainer, table in settings.items():
+        if not isinstance(table, dict):
+            raise f.error("", f"[settings] {explainer} must be a table of settings, got {table!r}")
+    profiles = raw.get("profiles", {})
+    if not profiles:
+        raise f.error("", "has no [profiles.NAME] table (e.g. [profiles.quick])")
+    for name, table in profiles.items():
+        if not isinstance(table, dict):
+            raise f.error("", f"[profiles] {name} must be a table, got {table!r}")
+    explainers = raw.get("explainers")
+    if explainers is not None and (not explainers or not all(isinstance(e, str) for e in explainers)):
+        raise f.error("", "explainers must be a non-empty array of explainer names")
+    if any(source.startswith(k) for k in ("callable:",)) and str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # the suite's own data module sits beside it
+    return Suite(name=raw["name"], dataset=source, classes=classes, version=str(raw.get("version", "1")),
+                 description=raw.get("description", ""),
+                 default_explainers=tuple(explainers) if explainers else BUILTIN_EXPLAINERS,
+                 profiles={n: _profile(f, n, t, settings) for n, t in profiles.items()},
+                 channels=channels, black_box=box, path=path)
+
+
+# ----------------------------------------------------------------------------- the built-in suites
+
+BUILTIN_EXPLAINERS = ("gce", "exaggeration", "svae", "ganmex_ig", "ganmex_deeplift", "pixel_blend",
+                      "integrated_gradients", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "occlusion",
+                      "random")
+
+
+def suite_dict(suite: Suite) -> dict:
+    """The suite as the data of a suite file (``inherit`` resolved, relative paths made absolute)."""
+    box = suite.black_box
+    out: dict[str, Any] = {"name": suite.name, "version": suite.version, "description": suite.description,
+                           "explainers": list(suite.default_explainers),
+                           "dataset": {"source": suite.dataset,
+                                       **({"classes": list(suite.classes)} if suite.classes else {}),
+                                       **({"channels": suite.channels} if suite.channels else {})},
+                           "black_box": ({"classifier": TABLE1} if box is None else
+                                         {"classifier": box.source, **({"weights": box.weights} if box.weights else {}),
+                                          "output": box.output}),
+                           "profiles": {}}
+    for name, p in suite.profiles.items():
+        table = {"note": p.note, "classifier": dict(vars(p.classifier)), "info_flow_samples": list(p.info_flow_samples)}
+        table.update({f.name: getattr(p, f.name) for f in fields(Profile)
+                      if f.name not in ("name", "classifier", "explainers", "info_flow_samples", "note")
+                      and getattr(p, f.name) is not None})
+        table["explainers"] = {e: dict(settings) for e, settings in p.explainers.items()}
+        out["profiles"][name] = table
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def suite_toml(suite: Suite) -> str:
+    """The suite as a suite file (:func:`suite_dict` in TOML): what ``suite show`` prints, and a file that
+    ``--suite`` reads back to the same suite."""
+    data = suite_dict(suite)
+    lines = [f"# suite {suite.name}" + (f", read from {suite.path}" if suite.path else "")]
+    lines += [f"{k} = {_toml_value(data[k])}" for k in ("name", "version", "description", "explainers")]
+    for table in ("dataset", "black_box"):
+        lines += ["", f"[{table}]", *(f"{k} = {_toml_value(v)}" for k, v in data[table].items())]
+    for name, profile in data["profiles"].items():
+        lines += ["", f"[profiles.{name}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in profile.items() if k != "explainers"]
+        if profile["explainers"]:
+            lines += ["", f"[profiles.{name}.explainers]"]
+            lines += [f"{e} = {_toml_value(v)}" for e, v in profile["explainers"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.toml"))
+
+
+SUITES: dict[str, Suite] = {name: load_suite_file(SUITE_DIR / f"{name}.toml") for name in builtin_names()}
+
+
+def is_suite_file(name: str) -> bool:
+    return name.endswith(".toml") or "/" in name or Path(name).is_file()
 
 
 def get_suite(name: str) -> Suite:
+    """A built-in suite by name, or a suite file by path (``*.toml``)."""
+    if is_suite_file(name):
+        return load_suite_file(name)
     if name not in SUITES:
         raise unknown_name("suite", name, SUITES)
     return SUITES[name]

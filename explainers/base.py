@@ -63,6 +63,18 @@ def minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator
         pos += batch_size
 
 
+def check_image_shape(name: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` an explainer's networks are sized for (from the black box's ``image_shape``).
+
+    The generative explainers' networks halve the image twice and double it back (GCE Table 2 and its
+    relatives), so H and W must be multiples of 4; tested for C in {1, 3} and H = W in {28, 32, 64}.
+    """
+    if len(shape) != 3 or shape[0] < 1 or shape[1] % 4 or shape[2] % 4 or min(shape[1:]) < 8:
+        raise ValueError(f"{name}: images of shape {tuple(shape)} are not supported; expected (C, H, W) with "
+                         "H and W multiples of 4 (at least 8)")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
 class MissingCapability(TypeError):
     """Raised when an explainer is asked for something its capabilities do not include."""
 
@@ -116,6 +128,8 @@ class Explainer(abc.ABC):
     #: why the cascading-randomisation check cannot judge this explainer's maps (None: it can); a map
     #: that never calls f is detected by the check itself
     randomisation_unscorable: ClassVar[str | None] = None
+    #: its networks are sized from the black box's ``image_shape`` (checked by :func:`check_image_shape`)
+    sized_by_image: ClassVar[bool] = False
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:

@@ -20,7 +20,7 @@ The paper is binary. Here ``f(x)`` is the probability ``f`` gives the
 that class is explained against the rest, so it can sweep only toward it (a
 sweep toward another class raises ``MissingCapability``).
 
-Architecture scaled to 28x28 grey images (the paper's is 128x128, five residual
+Architecture scaled to 28x28 grey images (fully convolutional: C channels and any H, W multiple of 4) (the paper's is 128x128, five residual
 blocks each; sized for a CPU): two downsampling blocks in E (embedding
 2*channels x 7 x 7), two upsampling conditional blocks in G, three blocks with
 spectral norm in D.
@@ -37,7 +37,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from explainers.base import Capability, Explainer, MissingCapability, minibatches, register
+from explainers.base import Capability, Explainer, MissingCapability, check_image_shape, minibatches, register
 from metrics.sweep import requested_ramp
 
 
@@ -112,11 +112,11 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """x (N, 1, 28, 28) -> embedding (N, 2*ch, 7, 7)."""
+    """x (N, C, H, W) -> embedding (N, 2*ch, H/4, W/4) (28x28 -> 7x7)."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, in_ch: int = 1) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(1, ch, 3, padding=1)
+        self.stem = nn.Conv2d(in_ch, ch, 3, padding=1)
         self.blocks = nn.Sequential(EncoderBlock(ch, 2 * ch), EncoderBlock(2 * ch, 2 * ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,14 +124,14 @@ class Encoder(nn.Module):
 
 
 class Generator(nn.Module):
-    """embedding (N, 2*ch, 7, 7) and bin index c (N,) -> image (N, 1, 28, 28) in [0, 1]."""
+    """embedding (N, 2*ch, H/4, W/4) and bin index c (N,) -> image (N, C, H, W) in [0, 1]."""
 
-    def __init__(self, ch: int, n_bins: int) -> None:
+    def __init__(self, ch: int, n_bins: int, out_ch: int = 1) -> None:
         super().__init__()
         self.blocks = nn.ModuleList([GeneratorBlock(2 * ch, 2 * ch, n_bins, up=True),
                                      GeneratorBlock(2 * ch, ch, n_bins, up=True)])
         self.out_bn = nn.BatchNorm2d(ch)
-        self.out = nn.Conv2d(ch, 1, 3, padding=1)
+        self.out = nn.Conv2d(ch, out_ch, 3, padding=1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -142,9 +142,9 @@ class Generator(nn.Module):
 class ProjectionDiscriminator(nn.Module):
     """D(x, c) = psi(phi(x)) + r(c | x), with the ordinal class term r(c = k | x) = sum_{i<k} v_i^T phi(x) (Eq. 3-4)."""
 
-    def __init__(self, ch: int, n_bins: int) -> None:
+    def __init__(self, ch: int, n_bins: int, in_ch: int = 1) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(DiscriminatorBlock(1, ch, down=True, first=True),
+        self.blocks = nn.Sequential(DiscriminatorBlock(in_ch, ch, down=True, first=True),
                                     DiscriminatorBlock(ch, 2 * ch, down=True),
                                     DiscriminatorBlock(2 * ch, 2 * ch, down=False))
         self.psi = spectral_norm(nn.Linear(2 * ch, 1))
@@ -202,6 +202,7 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @register("exaggeration")
 class ProgressiveExaggeration(Explainer):
+    sized_by_image = True
     paper = "Singla et al., Explanation by progressive exaggeration, ICLR 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
     defaults: dict[str, Any] = {
@@ -225,9 +226,10 @@ class ProgressiveExaggeration(Explainer):
             raise ValueError(f"n_bins must be at least 2, got {self.n_bins}")
         self.explained = int(s["explained_class"]) % classifier.n_classes
         ch = int(s["channels"])
-        self.encoder = Encoder(ch).to(self.device)
-        self.generator = Generator(ch, self.n_bins).to(self.device)
-        self.discriminator = ProjectionDiscriminator(ch, self.n_bins).to(self.device)
+        c = check_image_shape(self.name, classifier.image_shape)[0]  # fully convolutional: any H, W multiple of 4
+        self.encoder = Encoder(ch, c).to(self.device)
+        self.generator = Generator(ch, self.n_bins, c).to(self.device)
+        self.discriminator = ProjectionDiscriminator(ch, self.n_bins, c).to(self.device)
         for net in (self.encoder, self.generator, self.discriminator):
             net.eval()
 

@@ -42,7 +42,7 @@ from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
 from bench.errors import BenchError
-from explainers.base import Capability, Explainer, minibatches, register
+from explainers.base import Capability, Explainer, check_image_shape, minibatches, register
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
@@ -123,6 +123,7 @@ def random_other_class(c: torch.Tensor, n_classes: int, generator: torch.Generat
 
 
 class GANMEX(Explainer):
+    sized_by_image = True
     paper = "Shih, Tien & Karnin, GANMEX: one-vs-one attributions using GAN-based model explainability, ICML 2021"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
     fit_name: ClassVar[str] = "ganmex"
@@ -151,10 +152,12 @@ class GANMEX(Explainer):
         super().__init__(classifier, settings, device)
         s = self.settings
         self.n_classes = int(classifier.n_classes)
-        self.generator = StarGenerator(self.n_classes, int(s["channels"]), int(s["n_res"])).to(self.device)
+        c = check_image_shape(self.name, classifier.image_shape)[0]  # fully convolutional: any H, W multiple of 4
+        self.generator = StarGenerator(self.n_classes, int(s["channels"]), int(s["n_res"]), c).to(self.device)
         if s["adversarial"] not in ("hinge", "wgan-gp"):
             raise BenchError(f"{self.name}: adversarial must be 'hinge' or 'wgan-gp', not {s['adversarial']!r}")
-        self.discriminator = PatchDiscriminator(int(s["channels"]), spectral=s["adversarial"] == "hinge").to(self.device)
+        self.discriminator = PatchDiscriminator(int(s["channels"]), c,
+                                                spectral=s["adversarial"] == "hinge").to(self.device)
         self.generator.eval()
 
     # -- fit --------------------------------------------------------------------------------

@@ -26,20 +26,25 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from explainers.base import Capability, Explainer, LatentSplit, minibatches, register
+from explainers.base import Capability, Explainer, LatentSplit, check_image_shape, minibatches, register
 from metrics.information_flow import information_flow
 
 
 class Encoder(nn.Module):
-    """GCE Table 2, left: three 4x4 convs of 64 filters -> 64x7x7 -> linear heads (mu, log var)."""
+    """GCE Table 2, left: three 4x4 convs of 64 filters -> 64x7x7 -> linear heads (mu, log var).
 
-    def __init__(self, n_latent: int) -> None:
+    Sizes in the comments are for the table's 28x28 images; for ``(C, H, W)`` (H, W multiples of 4) the
+    first conv reads C channels and the trunk ends at 64 x H/4 x W/4.
+    """
+
+    def __init__(self, n_latent: int, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 64, 4, stride=2, padding=1)  # (N, 64, 14, 14)
+        c, h, w = image_shape
+        self.conv1 = nn.Conv2d(c, 64, 4, stride=2, padding=1)  # (N, 64, 14, 14)
         self.conv2 = nn.Conv2d(64, 64, 4, stride=2, padding=1)  # (N, 64, 7, 7)
         self.conv3 = nn.Conv2d(64, 64, 4, stride=1)  # after a (1, 2, 1, 2) pad: (N, 64, 7, 7)
-        self.mu = nn.Linear(64 * 7 * 7, n_latent)
-        self.logvar = nn.Linear(64 * 7 * 7, n_latent)
+        self.mu = nn.Linear(64 * (h // 4) * (w // 4), n_latent)
+        self.logvar = nn.Linear(64 * (h // 4) * (w // 4), n_latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = F.relu(self.conv1(x))
@@ -49,17 +54,22 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """GCE Table 2, right: linear 3136 -> three 4x4 transposed convs -> sigmoid, (N, 1, 28, 28)."""
+    """GCE Table 2, right: linear 3136 -> three 4x4 transposed convs -> sigmoid, (N, 1, 28, 28).
 
-    def __init__(self, n_latent: int) -> None:
+    For ``(C, H, W)``: linear to 64 x H/4 x W/4, then H/4 + 1, H/2 and H (the same three layers), C channels out.
+    """
+
+    def __init__(self, n_latent: int, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         super().__init__()
-        self.fc = nn.Linear(n_latent, 64 * 7 * 7)
+        c, h, w = image_shape
+        self.grid = (h // 4, w // 4)
+        self.fc = nn.Linear(n_latent, 64 * self.grid[0] * self.grid[1])
         self.deconv1 = nn.ConvTranspose2d(64, 64, 4, stride=1, padding=1)  # (N, 64, 8, 8)
         self.deconv2 = nn.ConvTranspose2d(64, 64, 4, stride=2, padding=2)  # (N, 64, 14, 14)
-        self.deconv3 = nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1)  # (N, 1, 28, 28)
+        self.deconv3 = nn.ConvTranspose2d(64, c, 4, stride=2, padding=1)  # (N, 1, 28, 28)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.fc(z)).view(-1, 64, 7, 7)
+        h = F.relu(self.fc(z)).view(-1, 64, *self.grid)
         h = F.relu(self.deconv1(h))
         h = F.relu(self.deconv2(h))
         return torch.sigmoid(self.deconv3(h))
@@ -77,6 +87,7 @@ def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: tor
 
 @register("gce")
 class GCE(Explainer):
+    sized_by_image = True
     paper = "O'Shaughnessy et al., Generative causal explanations of black-box classifiers, NeurIPS 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY, Capability.LATENT})
     fit_depends = ("metrics.information_flow",)  # training runs through the estimator
@@ -99,8 +110,9 @@ class GCE(Explainer):
         self.latent_split = LatentSplit(int(s["n_causal"]), int(s["n_noncausal"]))
         n = self.latent_split.n_latent
         # channels-last conv weights: ~1.5x faster decoding on CPU (oneDNN), same numbers
-        self.encoder = Encoder(n).to(self.device, memory_format=torch.channels_last)
-        self.decoder = Decoder(n).to(self.device, memory_format=torch.channels_last)
+        shape = check_image_shape(self.name, classifier.image_shape)
+        self.encoder = Encoder(n, shape).to(self.device, memory_format=torch.channels_last)
+        self.decoder = Decoder(n, shape).to(self.device, memory_format=torch.channels_last)
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, train_images: torch.Tensor, *, generator: torch.Generator,

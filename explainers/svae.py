@@ -31,7 +31,7 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import (Capability, Explainer, LatentSplit, fixed_randomness, minibatches,
+from explainers.base import (Capability, Explainer, LatentSplit, check_image_shape, fixed_randomness, minibatches,
                              register)
 from explainers.gce import Decoder
 
@@ -45,14 +45,15 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, 
 class Encoders(nn.Module):
     """GCE Table 2's encoder trunk with two Gaussian heads: q(z|x) and q(z|x,y)."""
 
-    def __init__(self, n_latent: int, n_classes: int) -> None:
+    def __init__(self, n_latent: int, n_classes: int, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         super().__init__()
         self.n_classes = n_classes
-        self.conv1 = nn.Conv2d(1, 64, 4, stride=2, padding=1)  # (N, 64, 14, 14)
+        c, h, w = image_shape  # sizes below for 28x28; as gce.Encoder for (C, H, W)
+        self.conv1 = nn.Conv2d(c, 64, 4, stride=2, padding=1)  # (N, 64, 14, 14)
         self.conv2 = nn.Conv2d(64, 64, 4, stride=2, padding=1)  # (N, 64, 7, 7)
         self.conv3 = nn.Conv2d(64, 64, 4, stride=1)  # after a (1, 2, 1, 2) pad: (N, 64, 7, 7)
-        self.x_head = nn.Linear(64 * 7 * 7, 2 * n_latent)
-        self.xy_head = nn.Linear(64 * 7 * 7 + n_classes, 2 * n_latent)
+        self.x_head = nn.Linear(64 * (h // 4) * (w // 4), 2 * n_latent)
+        self.xy_head = nn.Linear(64 * (h // 4) * (w // 4) + n_classes, 2 * n_latent)
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.conv1(x))
@@ -89,6 +90,7 @@ def svae_loss(x: torch.Tensor, y: torch.Tensor, encoders: Encoders, decoder: nn.
 
 @register("svae")
 class SupervisedVAE(Explainer):
+    sized_by_image = True
     paper = "Nguyen & Rodriguez Martinez, Learning invariances for interpretability using supervised VAE, 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY, Capability.LATENT})
     defaults: dict[str, Any] = {
@@ -112,8 +114,9 @@ class SupervisedVAE(Explainer):
         self.latent_split = LatentSplit(int(s["n_causal"]), int(s["n_noncausal"]), "z1_", "z2_")
         self.n_classes = int(classifier.n_classes)
         n = self.latent_split.n_latent
-        self.encoders = Encoders(n, self.n_classes).to(self.device, memory_format=torch.channels_last)
-        self.decoder = Decoder(n).to(self.device, memory_format=torch.channels_last)
+        shape = check_image_shape(self.name, classifier.image_shape)
+        self.encoders = Encoders(n, self.n_classes, shape).to(self.device, memory_format=torch.channels_last)
+        self.decoder = Decoder(n, shape).to(self.device, memory_format=torch.channels_last)
         self.head = nn.Linear(self.latent_split.n_causal, self.n_classes).to(self.device)  # p(y|z1)
         # class centroids of q(z1|x) over the training images f assigns to each class: where sweeps go
         self.centroids = torch.zeros(self.n_classes, self.latent_split.n_causal, device=self.device)

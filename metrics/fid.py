@@ -56,7 +56,8 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
 
 
 class FeatureNet(nn.Module):
-    """Small CNN for 28x28 grey images: two conv blocks -> 128-d features -> class logits.
+    """Small CNN for 28x28 grey images: two conv blocks -> 128-d features -> class logits (for ``(C, H, W)``
+    images: C input channels, features from 64 x H/4 x W/4).
 
     Trained by the suite (``bench.features``) on every class of its dataset; FID
     reads the 128-d pre-activation of the penultimate layer (dense: no dead ReLU units).
@@ -64,11 +65,12 @@ class FeatureNet(nn.Module):
 
     feature_dim = 128
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        c, h, w = image_shape
+        self.conv1 = nn.Conv2d(c, 32, 3, padding=1)
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.fc = nn.Linear(64 * 7 * 7, self.feature_dim)
+        self.fc = nn.Linear(64 * (h // 4) * (w // 4), self.feature_dim)
         self.head = nn.Linear(self.feature_dim, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

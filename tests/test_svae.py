@@ -58,7 +58,7 @@ class Swapped(nn.Module):
 
     def __init__(self, inner):
         super().__init__()
-        self.inner, self.n_classes = inner, inner.n_classes
+        self.inner, self.n_classes, self.image_shape = inner, inner.n_classes, inner.image_shape
 
     def forward(self, x):
         return self.inner(x)[:, [1, 0]]
