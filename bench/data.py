@@ -295,6 +295,14 @@ def dataset_kind(name: str) -> str:
     return kind
 
 
+def dataset_label(name: str) -> str:
+    """A short name of a dataset for tables and file names: ``mnist``, or a folder's or function's own name."""
+    if ":" not in name:
+        return name
+    ref = name.split(":", 1)[1]
+    return ref.rsplit(":", 1)[-1] if name.startswith("callable:") else Path(ref).name
+
+
 def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str | Path | None = None,
                  channels: int | None = None) -> Dataset:
     """Load dataset ``name`` restricted to ``classes`` (relabelled 0..M-1; None: every class).

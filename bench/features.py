@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bench.data import Split, load_dataset
+from bench.data import Split, dataset_label, load_dataset
 from bench.errors import unknown_name
 from bench.progress import track
 from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
@@ -68,7 +68,7 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         fit_seconds, cached = payload["fit_seconds"], True
         val_accuracy = payload["val_accuracy"]  # measured once, when it was trained (2 s a run saved)
     except (RuntimeError, KeyError):
-        log(f"[features] training the FID feature network on all {len(classes)} {dataset} classes "
+        log(f"[features] training the FID feature network on all {len(classes)} {dataset_label(dataset)} classes "
             f"({len(train)} images, {epochs} epochs)")
         start = time.perf_counter()
         net = train_feature_net(train.images, train.labels, epochs=epochs, device=device, log=log)
@@ -83,8 +83,8 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
                                    "code": code_stamp(__name__, "metrics.fid")})
     for p in net.parameters():
         p.requires_grad_(False)
-    record = {"name": f"featurenet-{dataset}{len(classes)}", "feature_dim": FeatureNet.feature_dim,
-              "description": f"FeatureNet (metrics.fid) trained on all {len(classes)} {dataset} classes, "
+    record = {"name": f"featurenet-{dataset_label(dataset)}{len(classes)}", "feature_dim": FeatureNet.feature_dim,
+              "description": f"FeatureNet (metrics.fid) trained on all {len(classes)} {dataset_label(dataset)} classes, "
                              f"{len(train)} training images, {epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate "
                              "features",
               "classes": list(classes), "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
