@@ -18,7 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, user_errors
 
 #: the columns of :attr:`Results.frame`, in order
 FRAME_COLUMNS = ("suite", "profile", "seed", "explainer", "metric", "factor", "value", "unit", "higher_is_better")
@@ -139,7 +139,8 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
         from explainers.base import EXPLAINERS
 
         for plugin in plugins:
-            EXPLAINERS.load_plugin(str(plugin))
+            with user_errors():
+                EXPLAINERS.load_plugin(str(plugin))
     if progress and not logging.getLogger("bench").handlers:
         configure_logging(0)
     config = RunConfig(suite=suite, profile=profile, explainers=tuple(explainers) if explainers else None,

@@ -257,8 +257,11 @@ def _dispatch(argv: list[str] | None) -> int:
         if args.command == "list":
             from explainers.base import EXPLAINERS
 
+            from bench.errors import user_errors
+
             for plugin in args.plugin:
-                EXPLAINERS.load_plugin(plugin)
+                with user_errors():
+                    EXPLAINERS.load_plugin(plugin)
             return _cmd_list(args.json)
         if args.command == "cache":
             return _cmd_cache(args)

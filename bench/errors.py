@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 
 class BenchError(Exception):
     """A problem the user can fix (bad name, bad path, corrupt file).
@@ -13,9 +16,20 @@ class BenchError(Exception):
 
 def unknown_name(kind: str, name: str, known) -> BenchError:
     """``unknown <kind> 'x'; did you mean 'y'?`` (or the known names when nothing is close)."""
-    import difflib
+    from explainers.base import did_you_mean
 
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-    return BenchError(f"unknown {kind} {name!r}; {hint}")
+    return BenchError(did_you_mean(kind, name, known))
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn what explainers and metrics raise for input a user can fix (they raise standard exceptions and
+    import nothing from bench/) into :class:`BenchError`: a bad setting or value (ValueError), an unknown
+    name (explainers.base.UnknownName), a plugin that does not import (ImportError) or a missing file
+    (FileNotFoundError)."""
+    from explainers.base import UnknownName
+
+    try:
+        yield
+    except (ValueError, UnknownName, ImportError, FileNotFoundError) as exc:
+        raise BenchError(str(exc)) from None

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import Split, dataset_label, load_dataset
-from bench.errors import unknown_name
+from bench.errors import unknown_name, user_errors
 from bench.progress import track
 from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
 from metrics.fid import FeatureNet, InceptionFeatures
@@ -100,7 +100,8 @@ def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device:
         return cached_feature_net(dataset, data_root=data_root, device=device, log=log, epochs=epochs, images=images,
                                   cache=cache, channels=channels)
     if kind == "inception":
-        net = InceptionFeatures(inception_weights).to(device)
+        with user_errors():
+            net = InceptionFeatures(inception_weights).to(device)
         return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,
                      "description": f"pytorch-fid FID Inception pool3 from {net.weights}", "cached": True}
     raise unknown_name("feature extractor", kind, ["featurenet", "inception"])

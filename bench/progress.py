@@ -96,9 +96,12 @@ def reset_logging() -> None:
 @contextlib.contextmanager
 def bars(enabled: bool) -> Iterator[None]:
     """Show tqdm bars inside the block when ``enabled`` and stderr is a terminal."""
+    from explainers.base import training_progress  # the explainers' training loops get the bar too
+
     token = _BARS.set(bool(enabled) and stderr_is_terminal())
     try:
-        yield
+        with training_progress(track):
+            yield
     finally:
         _BARS.reset(token)
 

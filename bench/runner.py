@@ -21,7 +21,7 @@ from bench.blackbox import UserClassifier
 from bench.classifier import cached_classifier
 from bench.data import Dataset, Split, load_dataset
 from bench.features import EPOCHS as FEATURE_EPOCHS, feature_extractor
-from bench.errors import BenchError
+from bench.errors import BenchError, user_errors
 from bench.progress import RunProgress, log_to
 from bench import leaderboard
 from bench.report import write_report
@@ -232,20 +232,20 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     names = tuple(config.explainers or suite.default_explainers)
     if len(set(names)) != len(names):
         raise BenchError(f"explainer named twice: {list(names)}")
-    classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
+    with user_errors():
+        classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
     device = device_from_option(config.device)
     if config.fid_features == "inception":
-        inception_weights(config.inception_weights)  # fail before any training, not after
+        with user_errors():
+            inception_weights(config.inception_weights)  # fail before any training, not after
     start = time.perf_counter()
     check_settings(suite, profile, classes)
     data = load_dataset(suite.dataset, suite.classes, data_root=config.data_root, channels=suite.channels)
     data_seconds = time.perf_counter() - start
     for name, cls in classes.items():  # the explainers' networks are sized from the images
         if Capability.FIT in cls.capabilities and cls.sized_by_image:
-            try:
+            with user_errors():
                 check_image_shape(name, data.image_shape)
-            except ValueError as exc:
-                raise BenchError(str(exc)) from None
     user = config.classifier or suite.black_box
     if user is not None:  # the user's black box: built, its weights loaded, its outputs checked
         network = blackbox.build(user, data.n_classes)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -23,14 +25,44 @@ import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import BenchError, unknown_name
-from bench.progress import track
+
+# Errors here are the standard ones (ValueError for a bad setting or name, LookupError for an unknown one,
+# ImportError / FileNotFoundError for a plugin); the runner and the command line turn them into one-line errors.
+
+
+def did_you_mean(kind: str, name: str, known: Iterable[str]) -> str:
+    """``unknown <kind> 'x'; did you mean 'y'?`` (or the known names when nothing is close)."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+    return f"unknown {kind} {name!r}; {hint}"
+
+
+class UnknownName(LookupError):
+    """A name no registry holds; ``str()`` is the whole message (KeyError's would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+_STEPS: contextvars.ContextVar[Callable[[Iterable], Iterable] | None] = contextvars.ContextVar("steps", default=None)
+
+
+@contextlib.contextmanager
+def training_progress(wrap: Callable[[Iterable], Iterable]) -> Iterator[None]:
+    """Inside the block, training loops (:func:`minibatches`) iterate over ``wrap(steps)``: the runner's
+    progress bar, say. Outside, over the steps as they are."""
+    token = _STEPS.set(wrap)
+    try:
+        yield
+    finally:
+        _STEPS.reset(token)
 
 
 @contextlib.contextmanager
@@ -56,7 +88,8 @@ def minibatches(n: int, batch_size: int, steps: int, generator: torch.Generator
     """``(step, indices)`` for steps 1..``steps``: ``batch_size`` training indices each, from a fresh
     permutation every epoch (drawn from ``generator`` when needed; an epoch's incomplete tail is dropped)."""
     order, pos = torch.randperm(n, generator=generator), 0
-    for step in track(range(1, steps + 1)):  # a bar on a terminal when the runner asks for one
+    wrap = _STEPS.get()
+    for step in (wrap or iter)(range(1, steps + 1)):  # a bar on a terminal when the runner asks for one
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=generator), 0
         yield step, order[pos:pos + batch_size]
@@ -136,7 +169,7 @@ class Explainer(abc.ABC):
         settings = dict(settings or {})
         unknown = sorted(set(settings) - set(self.defaults))
         if unknown:
-            raise BenchError(f"{self.name}: unknown setting(s) {', '.join(unknown)}; "
+            raise ValueError(f"{self.name}: unknown setting(s) {', '.join(unknown)}; "
                              f"known: {', '.join(sorted(self.defaults))}")
         self.settings = {**self.defaults, **settings}
         self.classifier = classifier
@@ -235,7 +268,7 @@ class Registry:
         if name in self._entries:
             if self._entries[name] is cls:
                 return  # the same class again (a module imported twice): nothing to do
-            raise BenchError(f"{self.kind} {name!r} from {origin} clashes with the one from "
+            raise ValueError(f"{self.kind} {name!r} from {origin} clashes with the one from "
                              f"{self._origins[name]}: rename one of them")
         self._entries[name] = cls
         self._origins[name] = origin
@@ -263,7 +296,7 @@ class Registry:
                     try:
                         loaded = point.load()
                     except Exception as exc:
-                        raise BenchError(f"{label} does not load: {type(exc).__name__}: {exc}") from None
+                        raise ImportError(f"{label} does not load: {type(exc).__name__}: {exc}") from None
                     if isinstance(loaded, type) and loaded not in self._entries.values():
                         if issubclass(loaded, self.base):
                             loaded.name = point.name  # as @register(name) would set it
@@ -280,13 +313,14 @@ class Registry:
     def load_plugin(self, spec: str) -> None:
         """Import a plugin: a ``.py`` file (``--plugin path/to/mine.py``) or an importable module
         (``--plugin pkg.module``), whose ``@register`` decorators add its explainers. Loading the same file
-        or module twice registers nothing twice. One-line errors for a missing file or module."""
+        or module twice registers nothing twice. FileNotFoundError for a missing file, ImportError for a
+        module that does not import, ValueError for a name another explainer has; one line each."""
         self._discover()
         path = Path(spec)
         with self._plugin(spec):
             if spec.endswith(".py"):
                 if not path.is_file():
-                    raise BenchError(f"--plugin {spec!r}: no such file")
+                    raise FileNotFoundError(f"--plugin {spec!r}: no such file")
                 module_name = "genexbench_plugin_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
                 if module_name in sys.modules:
                     return
@@ -295,17 +329,19 @@ class Registry:
                 sys.modules[module_name] = module  # inspect.getsource (a fit's cache key) finds it there
                 try:
                     loader_spec.loader.exec_module(module)
-                except BenchError:
+                except ValueError as exc:  # a clash of names, raised by register
                     del sys.modules[module_name]
-                    raise
+                    if "clashes" in str(exc):
+                        raise
+                    raise ImportError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
                 except Exception as exc:
                     del sys.modules[module_name]
-                    raise BenchError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
+                    raise ImportError(f"--plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
             else:
                 try:
                     importlib.import_module(spec)
                 except ImportError as exc:
-                    raise BenchError(f"--plugin {spec!r}: cannot import it ({exc})") from None
+                    raise ImportError(f"--plugin {spec!r}: cannot import it ({exc})") from None
 
     def names(self) -> list[str]:
         self._discover()
@@ -318,7 +354,7 @@ class Registry:
     def get(self, name: str) -> type:
         self._discover()
         if name not in self._entries:
-            raise unknown_name(self.kind, name, self._entries)
+            raise UnknownName(did_you_mean(self.kind, name, self._entries))
         return self._entries[name]
 
 

@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from bench.errors import BenchError
 from explainers.base import Capability, Explainer, check_image_shape, minibatches, register
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
@@ -155,7 +154,7 @@ class GANMEX(Explainer):
         c = check_image_shape(self.name, classifier.image_shape)[0]  # fully convolutional: any H, W multiple of 4
         self.generator = StarGenerator(self.n_classes, int(s["channels"]), int(s["n_res"]), c).to(self.device)
         if s["adversarial"] not in ("hinge", "wgan-gp"):
-            raise BenchError(f"{self.name}: adversarial must be 'hinge' or 'wgan-gp', not {s['adversarial']!r}")
+            raise ValueError(f"{self.name}: adversarial must be 'hinge' or 'wgan-gp', not {s['adversarial']!r}")
         self.discriminator = PatchDiscriminator(int(s["channels"]), c,
                                                 spectral=s["adversarial"] == "hinge").to(self.device)
         self.generator.eval()

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from bench.errors import BenchError
 
 INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -93,7 +92,7 @@ def inception_weights(weights: str | Path | None = None) -> Path:
     """The weights file Inception FID would read (``weights`` or the default); a clear error if it is absent."""
     path = Path(weights) if weights else default_inception_weights()
     if not path.is_file():
-        raise BenchError(f"Inception FID asked for, but its weights are not at {path} (they cannot be "
+        raise FileNotFoundError(f"Inception FID asked for, but its weights are not at {path} (they cannot be "
                          f"downloaded here; put {INCEPTION_WEIGHTS_NAME} there or set "
                          "$GENEXBENCH_INCEPTION_WEIGHTS)")
     return path
@@ -146,7 +145,7 @@ class InceptionFeatures(nn.Module):
                 self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
                                        normalize_input=True)
         except (RuntimeError, OSError, KeyError, ValueError) as exc:
-            raise BenchError(f"{path} is not pytorch-fid's Inception weights file ({exc})") from None
+            raise ValueError(f"{path} is not pytorch-fid's Inception weights file ({exc})") from None
         self.net.eval()
         self.weights = path
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.errors import BenchError
 from explainers.base import EXPLAINERS, Capability, Explainer, MissingCapability, Registry
 
 
@@ -62,17 +61,17 @@ def test_registry_rejects_duplicates_and_wrong_base():
 
     registry.register("good", Good)
     registry.register("good", Good)  # the same class again (a module imported twice): a no-op
-    with pytest.raises(BenchError, match="'good' from .* clashes with the one from"):
+    with pytest.raises(ValueError, match="'good' from .* clashes with the one from"):
         registry.register("good", Other)
     assert registry.get("good") is Good
     with pytest.raises(TypeError):
         registry.register("bad", dict)
-    with pytest.raises(BenchError, match="did you mean 'good'"):
+    with pytest.raises(LookupError, match="did you mean 'good'"):
         registry.get("goood")
 
 
 def test_explainer_rejects_unknown_settings(black_box):
-    with pytest.raises(BenchError, match="unknown setting"):
+    with pytest.raises(ValueError, match="unknown setting"):
         EXPLAINERS.get("gce")(black_box, {"stpes": 10})
 
 
@@ -94,3 +93,21 @@ def test_inception_fid_without_its_weights_fails_before_any_work(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Inception FID asked for") and str(missing) in err and "\n" not in err
     assert not (tmp_path / "run").exists()  # checked before the run directory, data or training
+
+
+def test_explainers_and_metrics_import_nothing_from_bench():
+    """Dependencies point one way (DESIGN.md): bench -> explainers -> metrics. Explainers and metrics raise
+    standard exceptions; the runner and the command line turn them into one-line errors."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    modules = sorted(f"{p.parent.name}.{p.stem}" for d in ("explainers", "metrics") for p in (root / d).glob("*.py")
+                     if p.stem != "__init__")
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "from explainers.base import EXPLAINERS\nEXPLAINERS.names()\n"
+            + "print(sorted(m for m in sys.modules if m == 'bench' or m.startswith('bench.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"{len(modules)} modules import {out.stdout.strip()}"

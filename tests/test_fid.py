@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.errors import BenchError
 from metrics.fid import (FeatureNet, InceptionFeatures, extract_features, feature_statistics,
                          fid_inception_architecture, frechet_distance)
 
@@ -58,9 +57,9 @@ def test_inception_path_reads_a_local_weights_file(tmp_path):
 
 def test_inception_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("GENEXBENCH_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
-    with pytest.raises(BenchError, match="cannot be downloaded"):
+    with pytest.raises(FileNotFoundError, match="cannot be downloaded"):
         InceptionFeatures()
     garbage = tmp_path / "garbage.pth"
     torch.save({"not": torch.zeros(1)}, garbage)
-    with pytest.raises(BenchError, match="not pytorch-fid's Inception weights"):
+    with pytest.raises(ValueError, match="not pytorch-fid's Inception weights"):
         InceptionFeatures(garbage)
