@@ -35,18 +35,18 @@ class Results:
     def frame(self) -> pd.DataFrame:
         """One row per (suite, seed, explainer, metric, factor): ``value`` (NaN where a metric is undefined),
         ``unit`` and ``higher_is_better`` (None for diagnostics). Failed explainers are in :attr:`errors`."""
+        from bench.results import rows_of
         from metrics import METRICS
 
         rows = []
         for record in self.records:
             meta = record["metadata"]
-            for r in record["results"]:
-                if "error" in r:
-                    continue
-                info = METRICS.get(r["metric"])
-                rows.append((meta.get("suite"), meta.get("profile"), meta.get("seed"), r["explainer"], r["metric"],
-                             r.get("factor"), r.get("value"), info.unit if info else None,
-                             info.higher_is_better if info else None))
+            for r in rows_of(record):
+                if r.error is None:
+                    info = METRICS.get(r.metric)  # the registry's unit and direction (a record's may be older)
+                    rows.append((meta.get("suite"), meta.get("profile"), meta.get("seed"), r.explainer, r.metric,
+                                 r.factor, r.value, info.unit if info else r.unit,
+                                 info.higher_is_better if info else r.higher_is_better))
         frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
         frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
         return frame
@@ -54,8 +54,10 @@ class Results:
     @property
     def errors(self) -> pd.DataFrame:
         """The explainers that failed: (seed, explainer, error)."""
-        rows = [(rec["metadata"].get("seed"), r["explainer"], r["error"])
-                for rec in self.records for r in rec["results"] if "error" in r]
+        from bench.results import rows_of
+
+        rows = [(rec["metadata"].get("seed"), r.explainer, r.error)
+                for rec in self.records for r in rows_of(rec) if r.error is not None]
         return pd.DataFrame(rows, columns=["seed", "explainer", "error"])
 
     @property

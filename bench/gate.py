@@ -56,7 +56,7 @@ from typing import Sequence
 
 from bench.errors import BenchError
 from bench.leaderboard import check_same_run, run_records
-from bench.results import code_revision, device_text
+from bench.results import code_revision, device_text, rows_of
 from bench.schema import validate_baseline
 from bench.store import atomic_write_text
 from metrics import METRICS
@@ -250,12 +250,12 @@ def gated_metrics(record: dict) -> dict[tuple[str, str], float | None]:
     """(explainer, metric) -> value for every summary metric with a direction (timings and per-factor
     diagnostics are not gated)."""
     out = {}
-    for r in record["results"]:
-        if "error" in r or r.get("factor"):
+    for r in rows_of(record):
+        if r.error is not None or r.factor:
             continue
-        info = METRICS.get(r["metric"])
+        info = METRICS.get(r.metric)
         if info is not None and info.higher_is_better is not None:
-            out[(r["explainer"], r["metric"])] = r["value"]
+            out[(r.explainer, r.metric)] = r.value
     return out
 
 
@@ -275,7 +275,7 @@ def make_baseline(records: Sequence[dict], *, tolerance: str | None = None) -> d
     for rec in records:
         for (explainer, metric), value in gated_metrics(rec).items():
             values.setdefault(explainer, {}).setdefault(metric, []).append(value)
-    failed = sorted({r["explainer"] for rec in records for r in rec["results"] if "error" in r})
+    failed = sorted({r.explainer for rec in records for r in rows_of(rec) if r.error is not None})
     if failed:
         raise UnusableInput(f"these explainers failed in the run, so it cannot be a baseline: {', '.join(failed)}")
     return {
@@ -637,14 +637,14 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
     # explainers the run did not ask for (``--explainers``) are left out, said in a note; an explainer it
     # ran and that lacks a metric is still unusable input (below)
     asked = {name for rec in records for name in rec["metadata"].get("explainers") or ()}
-    asked |= {r["explainer"] for rec in records for r in rec["results"]}
+    asked |= {r.explainer for rec in records for r in rows_of(rec)}
     not_run = sorted({e for e, _ in base} - asked)
     base = {key: v for key, v in base.items() if key[0] not in not_run}
     n_seeds = len(baseline.get("seeds") or ()) or max((len(v) for v in base.values()), default=0)
     calibrated = rule == "auto" and n_seeds >= MIN_CALIBRATION_SEEDS
     default = DEFAULT_FLOOR if calibrated else DEFAULT_TOLERANCE
     spec = Tolerance.parse(tolerance or baseline.get("tolerance") or default)
-    failed = sorted({r["explainer"] for rec in records for r in rec["results"] if "error" in r})
+    failed = sorted({r.explainer for rec in records for r in rows_of(rec) if r.error is not None})
     now: dict[tuple[str, str], list] = {}
     for rec in records:
         for key, value in gated_metrics(rec).items():
@@ -660,7 +660,7 @@ def compare_records(records: Sequence[dict], baseline: dict, *, tolerance: str |
     if extra:
         raise UnusableInput("the run has metrics the baseline lacks (another explainer or metric set?): "
                             + ", ".join(f"{e}/{m}" for e, m in extra[:8]) + (" ..." if len(extra) > 8 else ""))
-    errors = {r["explainer"]: r["error"] for rec in records for r in rec["results"] if "error" in r}
+    errors = {r.explainer: r.error for rec in records for r in rows_of(rec) if r.error is not None}
     decide = _test_calibrated if calibrated else _decide_fixed
     findings = []
     for (explainer, metric), values in sorted(base.items()):

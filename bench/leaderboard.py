@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, device_text, load_record
+from bench.results import RESULTS_FILE, device_text, load_record, rows_of
 from metrics import METRICS
 
 FORMATS = ("md", "csv", "html", "latex")
@@ -98,12 +98,30 @@ def column_metric(column: str) -> str:
     return column.split("[")[0].split(" ")[0]
 
 
+def _cached_fits(record: dict) -> set[str]:
+    """The explainers whose fit a run loaded from the cache (its fit_seconds were measured another time)."""
+    details = record["metadata"].get("explainer_details") or {}
+    return {name for name, d in details.items() if isinstance(d, dict) and d.get("cached")}
+
+
 def long_frame(records: Sequence[dict], *, factors: bool = False) -> pd.DataFrame:
-    """All stored values as (seed, explainer, column, value), failed rows left out."""
-    rows = [{"seed": rec["metadata"].get("seed"), "explainer": r["explainer"],
-             "column": column_name(r["metric"], r.get("factor")), "value": r["value"]}
-            for rec in records for r in rec["results"]
-            if "error" not in r and (factors or not r.get("factor"))]
+    """All stored values as (seed, explainer, column, value), failed rows left out.
+
+    ``fit_seconds`` of a fit loaded from the cache is left out of the pooling where another seed's fit of
+    the same explainer ran in its run (a stored time is of another run, maybe of another machine); where
+    every seed's fit came from the cache, the stored times are all there is, and are kept.
+    """
+    rows, from_cache = [], []
+    for rec in records:
+        cached = _cached_fits(rec)
+        for r in rows_of(rec):
+            if r.error is not None or (r.factor and not factors):
+                continue
+            rows.append({"seed": rec["metadata"].get("seed"), "explainer": r.explainer,
+                         "column": column_name(r.metric, r.factor), "value": r.value})
+            from_cache.append(r.metric == "fit_seconds" and r.explainer in cached)
+    timed = {row["explainer"] for row, stale in zip(rows, from_cache) if row["column"] == "fit_seconds" and not stale}
+    rows = [row for row, stale in zip(rows, from_cache) if not (stale and row["explainer"] in timed)]
     frame = pd.DataFrame(rows, columns=["seed", "explainer", "column", "value"])
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")  # None (undefined) -> NaN
     return frame
@@ -134,9 +152,9 @@ def build_board(records: Sequence[dict], *, factors: bool = False) -> Board:
                         or abs(v - values[leader]) <= max(noise[leader], noise[e])]
     errors = {}
     for rec in records:
-        for r in rec["results"]:
-            if "error" in r:
-                errors.setdefault(r["explainer"], f"seed {rec['metadata'].get('seed')}: {r['error']}")
+        for r in rows_of(rec):
+            if r.error is not None:
+                errors.setdefault(r.explainer, f"seed {rec['metadata'].get('seed')}: {r.error}")
     return Board(mean=mean, spread=spread, count=count.fillna(0).astype(int), best=best, errors=errors,
                  records=tuple(records))
 
@@ -329,8 +347,8 @@ def to_latex(board: Board) -> str:
 
 def factor_board(records: Sequence[dict]) -> pd.DataFrame:
     """Per latent factor (GCE Fig. 5a-b): one row per (explainer, factor), mean over seeds."""
-    rows = [{"explainer": r["explainer"], "factor": r["factor"], "metric": r["metric"], "value": r["value"]}
-            for rec in records for r in rec["results"] if "error" not in r and r.get("factor")]
+    rows = [{"explainer": r.explainer, "factor": r.factor, "metric": r.metric, "value": r.value}
+            for rec in records for r in rows_of(rec) if r.error is None and r.factor]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench import leaderboard
+from bench.results import rows_of
 from bench.store import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -90,9 +91,9 @@ def _timings(records: Sequence[dict]) -> str:
     rows: dict[str, dict[str, list[float]]] = {}
     for rec in records:
         meta = rec["metadata"]
-        for r in rec["results"]:
-            if "error" not in r and r.get("metric", "").endswith("_seconds") and r.get("value") is not None:
-                rows.setdefault(r["explainer"], {}).setdefault(r["metric"], []).append(r["value"])
+        for r in rows_of(rec):
+            if r.error is None and r.metric.endswith("_seconds") and r.value is not None:
+                rows.setdefault(r.explainer, {}).setdefault(r.metric, []).append(r.value)
         for name in meta.get("explainers", []):
             total = meta.get("timings", {}).get(f"{name}_seconds")
             if total is not None:

@@ -13,6 +13,7 @@ import json
 import math
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -89,8 +90,53 @@ def _strict(obj):
     return obj
 
 
-def make_record(metadata: dict, results: list[dict]) -> dict:
-    return {"metadata": {"schema_version": SCHEMA_VERSION, **metadata}, "results": results}
+@dataclass(frozen=True)
+class Row:
+    """One result, the one type every reader and writer of results shares (runner, scoring, leaderboard,
+    gate, report, API): an explainer's ``value`` of a ``metric`` (of one latent ``factor``, or of the
+    whole); ``value`` None, with a ``note`` saying why, where the metric is undefined; or, with ``metric``
+    None, an ``error``: the explainer failed."""
+
+    explainer: str
+    metric: str | None
+    value: float | None = None
+    factor: str | None = None
+    unit: str | None = None
+    higher_is_better: bool | None = None  # None: a diagnostic, never ranked or gated
+    note: str | None = None
+    error: str | None = None
+
+    @property
+    def direction(self) -> str | None:
+        return {True: "higher", False: "lower", None: None}[self.higher_is_better]
+
+    @classmethod
+    def failed(cls, explainer: str, error: str) -> "Row":
+        return cls(explainer, None, error=error)
+
+    def to_dict(self) -> dict:
+        """The row as ``results.json`` holds it (the keys the committed results and baselines have)."""
+        out = {"explainer": self.explainer, "metric": self.metric, "factor": self.factor, "value": self.value}
+        if self.error is not None:
+            return {**out, "error": self.error}
+        out.update(unit=self.unit, higher_is_better=self.higher_is_better)
+        return {**out, "note": self.note} if self.note else out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Row":
+        return cls(explainer=d["explainer"], metric=d.get("metric"), value=d.get("value"), factor=d.get("factor"),
+                   unit=d.get("unit"), higher_is_better=d.get("higher_is_better"), note=d.get("note"),
+                   error=d.get("error"))
+
+
+def rows_of(record: dict) -> list[Row]:
+    """A record's results (``results.json``'s list of dicts) as :class:`Row`."""
+    return [Row.from_dict(r) for r in record["results"]]
+
+
+def make_record(metadata: dict, results: list[Row]) -> dict:
+    return {"metadata": {"schema_version": SCHEMA_VERSION, **metadata},
+            "results": [r.to_dict() if isinstance(r, Row) else r for r in results]}
 
 
 def write_record(run_dir: Path, record: dict) -> Path:

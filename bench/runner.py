@@ -25,7 +25,7 @@ from bench.errors import BenchError, user_errors
 from bench.progress import RunProgress, log_to
 from bench import leaderboard
 from bench.report import write_report
-from bench.results import RESULTS_FILE, code_revision, device_info, make_record, versions, write_record
+from bench.results import RESULTS_FILE, Row, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import (atomic_write_text, cache_root, code_stamp, ensure_writable_dir, load_checkpoint, save_checkpoint,
                          sha256_file, source_hash, stable_hash)
@@ -177,11 +177,11 @@ def _explainer_figures(explainer: Explainer, arrays: dict, setup: SweepSetup | N
                                        class_names=[str(k) for k in data.classes])
 
 
-def _run_figures(explainer_meta: dict, saliency_arrays: dict, saliency: SaliencySetup | None, data: Dataset,
-                 run_dir: Path) -> None:
-    curves = {n: m["invariance"] for n, m in explainer_meta.items() if m.get("invariance")}
+def _run_figures(outcomes: list, saliency: SaliencySetup | None, data: Dataset, run_dir: Path) -> None:
+    curves = {o.name: o.invariance for o in outcomes if o.invariance}
     if curves:
         figures.invariance_curves(curves, run_dir / "figures" / "invariance_curves.png")
+    saliency_arrays = {o.name: o.saliency for o in outcomes if o.saliency}
     if saliency_arrays:
         n = min(4, len(saliency.images))
         figures.saliency_maps(saliency.images[:n], {k: v["maps"][:n] for k, v in saliency_arrays.items()},
@@ -312,14 +312,45 @@ def run(config: RunConfig, log: Callable[[str], None] = _log, *, progress: RunPr
     return run_dir
 
 
-def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str], None], progress: RunProgress,
-            timings: dict[str, float], revision: str, started: float) -> dict:
-    suite, profile, classes, device, data = (planned.suite, planned.profile, planned.classes, planned.device,
-                                             planned.data)
-    names = tuple(classes)
-    prefix = f"seed {config.seed}: "
-    torch.manual_seed(config.seed)
+@dataclass
+class _Shared:
+    """What every explainer of one seed is scored against (step 1 of a seed, :func:`_prepare_seed`)."""
 
+    classifier: object  # the BlackBox
+    classifier_record: dict
+    suite_key: dict
+    sweeps: SweepSetup | None  # queries, real images and FID features, when any explainer sweeps
+    features_record: dict | None
+    saliency: SaliencySetup | None  # the images saliency maps are scored on, when any explainer makes maps
+    latent_val: Split  # the images of the latent metrics
+    latent_test: Split
+
+
+@dataclass
+class Outcome:
+    """One explainer's result in one seed (step 2, :func:`_score_one`): its rows (one error row when it
+    failed), its entry in the record's ``explainer_details``, what the run's figures need, its times."""
+
+    name: str
+    rows: list[Row]
+    details: dict = field(default_factory=dict)
+    saliency: dict | None = None  # maps and curves, for the run's saliency figures
+    invariance: dict | None = None  # the invariance curve, for the run's figure
+    sweeps: tuple[list[Row], dict] | None = None  # scored sweeps, shared with explainers of the same fit
+    fit_key: str | None = None
+    fit_seconds: float = 0.0  # the time this run spent on the fit (0 when it came from the cache)
+    seconds: float = 0.0  # fit, scoring and figures
+
+    @property
+    def failed(self) -> bool:
+        return any(r.error is not None for r in self.rows)
+
+
+def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None], progress: RunProgress,
+                  timings: dict[str, float]) -> _Shared:
+    """The black box (trained or loaded), the FID features and the query images of one seed."""
+    suite, profile, data, device = planned.suite, planned.profile, planned.data, planned.device
+    prefix = f"seed {config.seed}: "
     t = time.perf_counter()
     suite_key = {**suite.key(), "data": data.checksum}
     with progress.step(prefix + "black box"):
@@ -333,7 +364,7 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
         + (" [cached]" if clf_record["cached"] else ""))
 
     setup, features_record = None, None
-    if any(Capability.SWEEP in cls.capabilities for cls in classes.values()):
+    if any(Capability.SWEEP in cls.capabilities for cls in planned.classes.values()):
         t = time.perf_counter()
         with progress.step(prefix + "FID features"):
             setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device,
@@ -341,100 +372,126 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
                                                  feature_epochs=profile.feature_epochs,
                                                  feature_images=profile.feature_images, channels=suite.channels)
         timings["features_seconds"] = time.perf_counter() - t
-
     saliency = None
-    if any(Capability.SALIENCY in cls.capabilities for cls in classes.values()):
+    if any(Capability.SALIENCY in cls.capabilities for cls in planned.classes.values()):
         images = data.test.images[:profile.saliency_queries]
         saliency = SaliencySetup(images=images, labels=classifier.predict(images),
                                  n_randomisation=profile.randomisation_queries)
-
     first = lambda split, n: split if n is None else Split(split.images[:n], split.labels[:n])  # noqa: E731
-    latent_val, latent_test = first(data.val, profile.latent_images), first(data.test, profile.latent_images)
-    results: list[dict] = []
-    explainer_meta: dict[str, dict] = {}
-    saliency_arrays: dict[str, dict] = {}
-    sweeps_by_fit: dict[str, tuple[list[dict], dict]] = {}  # fit cache key -> its scored sweeps
-    n_alpha, n_beta = profile.info_flow_samples
-    for name, cls in classes.items():
-        t = time.perf_counter()
-        explainer_log = log_to(f"explainers.{name}")
-        fitting = Capability.FIT in cls.capabilities
-        fit_step = progress.step(prefix + f"{name} fit") if fitting else contextlib.nullcontext()
-        score_step = None
-        try:
-            with fit_step:
-                explainer, fit = fitted_explainer(
-                    cls, classifier=classifier, settings=profile.explainers.get(name, {}),
-                    train_images=data.train.images, classifier_key=clf_record["weights_sha256"], suite_key=suite_key,
-                    seed=explainer_seed(config.seed, cls.fit_identity()), device=device, log=log,
-                    cache=config.cache, fit_log=explainer_log)
-            timings[f"{name}_fit_seconds"] = time.perf_counter() - t
-            score_step = progress.step(prefix + f"{name} scoring")
-            with score_step:
-                rows, arrays = score_explainer(explainer, classifier, latent_val, n_alpha=n_alpha, n_beta=n_beta,
-                                               seed=config.seed, device=device, sweeps=setup, test=latent_test,
-                                               saliency=saliency,
-                                               known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
-                if fit["cache_key"] and arrays.get("sweeps") is not None:
-                    sweeps_by_fit[fit["cache_key"]] = (arrays["sweep_rows"], arrays["sweeps"])
-                rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
-                results += rows
-                explainer_meta[name] = {"paper": cls.paper,
-                                        "capabilities": sorted(c.value for c in cls.capabilities),
-                                        "settings": explainer.settings, **fit}
-                if arrays.get("invariance"):
-                    explainer_meta[name]["invariance"] = arrays["invariance"]
-                if arrays.get("saliency"):
-                    saliency_arrays[name] = arrays["saliency"]
-                    explainer_meta[name]["saliency"] = {k: v for k, v in arrays["saliency"].items() if k != "maps"}
-                if arrays.get("sweeps") is not None:
-                    sweeps = arrays["sweeps"]
-                    explainer_meta[name]["sweeps"] = {"n_sweeps": sweeps["n_sweeps"],
-                                                      "fid_counts": sweeps["fid_counts"]}
-                try:  # a figure that fails loses the figure, not the explainer's scores
-                    _explainer_figures(explainer, arrays, setup, data, classifier, run_dir, device)
-                except (KeyboardInterrupt, BenchError):
-                    raise
-                except Exception as exc:
-                    log(f"[{name}] figure failed: {type(exc).__name__}: {exc}")
-                    explainer_meta[name]["figure_error"] = f"{type(exc).__name__}: {exc}"
-        except (KeyboardInterrupt, BenchError):
-            raise
-        except Exception as exc:  # a failed explainer is a row with an error, never a missing row
-            logging.getLogger("bench.runner").warning(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
-            results.append({"explainer": name, "metric": None, "factor": None, "value": None,
-                            "error": f"{type(exc).__name__}: {exc}"})
-            if score_step is None:  # the scoring it will not do still counts as a step of the run
-                progress.add(-1)
-        timings[f"{name}_seconds"] = time.perf_counter() - t
-    try:  # figures across explainers; a figure never costs the run its scores
-        _run_figures(explainer_meta, saliency_arrays, saliency, data, run_dir)
+    return _Shared(classifier, clf_record, suite_key, setup, features_record, saliency,
+                   first(data.val, profile.latent_images), first(data.test, profile.latent_images))
+
+
+def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Plan, shared: _Shared,
+               run_dir: Path, log: Callable[[str], None], progress: RunProgress,
+               sweeps_by_fit: dict[str, tuple[list[Row], dict]]) -> Outcome:
+    """Fit (or load) one explainer, score every metric its capabilities allow, draw its figures. A failure
+    is an outcome with one error row, never a missing row; a user error (BenchError) or an interrupt ends
+    the run. ``sweeps_by_fit``: sweeps already scored this seed, by fit (the two GANMEX attributions share
+    one fit, so its sweeps are scored once)."""
+    start = time.perf_counter()
+    prefix, device = f"seed {config.seed}: ", planned.device
+    fitting = Capability.FIT in cls.capabilities
+    fit_step = progress.step(prefix + f"{name} fit") if fitting else contextlib.nullcontext()
+    scoring = False
+    try:
+        with fit_step:
+            explainer, fit = fitted_explainer(
+                cls, classifier=shared.classifier, settings=planned.profile.explainers.get(name, {}),
+                train_images=planned.data.train.images, classifier_key=shared.classifier_record["weights_sha256"],
+                suite_key=shared.suite_key, seed=explainer_seed(config.seed, cls.fit_identity()), device=device,
+                log=log, cache=config.cache, fit_log=log_to(f"explainers.{name}"))
+        fit_seconds = time.perf_counter() - start
+        scoring = True
+        with progress.step(prefix + f"{name} scoring"):
+            n_alpha, n_beta = planned.profile.info_flow_samples
+            rows, arrays = score_explainer(explainer, shared.classifier, shared.latent_val, n_alpha=n_alpha,
+                                           n_beta=n_beta, seed=config.seed, device=device, sweeps=shared.sweeps,
+                                           test=shared.latent_test, saliency=shared.saliency,
+                                           known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
+            rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
+            outcome = Outcome(name, rows, fit_key=fit["cache_key"], fit_seconds=fit_seconds,
+                              details={"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
+                                       "settings": explainer.settings, **fit},
+                              saliency=arrays.get("saliency"), invariance=arrays.get("invariance"))
+            if arrays.get("invariance"):
+                outcome.details["invariance"] = arrays["invariance"]
+            if arrays.get("saliency"):
+                outcome.details["saliency"] = {k: v for k, v in arrays["saliency"].items() if k != "maps"}
+            if arrays.get("sweeps") is not None:
+                outcome.sweeps = (arrays["sweep_rows"], arrays["sweeps"])
+                outcome.details["sweeps"] = {"n_sweeps": arrays["sweeps"]["n_sweeps"],
+                                             "fid_counts": arrays["sweeps"]["fid_counts"]}
+            try:  # a figure that fails loses the figure, not the explainer's scores
+                _explainer_figures(explainer, arrays, shared.sweeps, planned.data, shared.classifier, run_dir, device)
+            except (KeyboardInterrupt, BenchError):
+                raise
+            except Exception as exc:
+                log(f"[{name}] figure failed: {type(exc).__name__}: {exc}")
+                outcome.details["figure_error"] = f"{type(exc).__name__}: {exc}"
     except (KeyboardInterrupt, BenchError):
         raise
-    except Exception as exc:
-        log(f"[run] figure failed: {type(exc).__name__}: {exc}")
-    timings["total_seconds"] = time.perf_counter() - started
+    except Exception as exc:  # a failed explainer is a row with an error, never a missing row
+        logging.getLogger("bench.runner").warning(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+        if not scoring:  # the scoring it will not do still counts as a step of the run
+            progress.add(-1)
+        outcome = Outcome(name, [Row.failed(name, f"{type(exc).__name__}: {exc}")])
+    outcome.seconds = time.perf_counter() - start
+    return outcome
 
-    metadata = {
+
+def _metadata(config: RunConfig, planned: _Plan, shared: _Shared, outcomes: list[Outcome],
+              timings: dict[str, float], revision: str) -> dict:
+    """The record's provenance: suite, profile, seeds, data, black box, FID features, each explainer's
+    settings and fit, versions, code revision, device, timings."""
+    suite, profile, data = planned.suite, planned.profile, planned.data
+    n_alpha, n_beta = profile.info_flow_samples
+    return {
         "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
         **({"suite_file": str(suite.path), "suite_file_sha256": sha256_file(suite.path)}
            if suite.path and suite.path.parent != SUITE_DIR else {}),
         "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
         "seeds": {"classifier": config.seed,
-                  "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in classes.items()},
+                  "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in planned.classes.items()},
                   "scoring": config.seed},
-        "explainers": list(names), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
-        "code_revision": revision, "versions": versions(), "device": device_info(device),
+        "explainers": list(planned.classes), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
+        "code_revision": revision, "versions": versions(), "device": device_info(planned.device),
         "data": {"source": data.source, "checksum": data.checksum, "classes": list(data.classes),
                  "image_shape": list(data.image_shape),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
         "classifier": {**({} if planned.user and planned.user.weights else asdict(profile.classifier)),
-                       **clf_record},
-        "fid_features": features_record, "cache": config.cache,
-        "explainer_details": explainer_meta, "timings": {k: round(v, 3) for k, v in timings.items()},
+                       **shared.classifier_record},
+        "fid_features": shared.features_record, "cache": config.cache,
+        "explainer_details": {o.name: o.details for o in outcomes if not o.failed},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
     }
-    record = make_record(metadata, results)
+
+
+def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str], None], progress: RunProgress,
+            timings: dict[str, float], revision: str, started: float) -> dict:
+    """One seed, in named steps: prepare what every explainer shares, score each explainer, draw the run's
+    figures, assemble the metadata, write (``results.json`` last)."""
+    torch.manual_seed(config.seed)
+    shared = _prepare_seed(config, planned, log, progress, timings)
+    outcomes: list[Outcome] = []
+    sweeps_by_fit: dict[str, tuple[list[Row], dict]] = {}  # fit cache key -> its scored sweeps
+    for name, cls in planned.classes.items():
+        outcome = _score_one(name, cls, config, planned, shared, run_dir, log, progress, sweeps_by_fit)
+        if outcome.fit_key and outcome.sweeps is not None:
+            sweeps_by_fit[outcome.fit_key] = outcome.sweeps
+        timings[f"{name}_fit_seconds"] = outcome.fit_seconds
+        timings[f"{name}_seconds"] = outcome.seconds
+        outcomes.append(outcome)
+    try:  # figures across explainers; a figure never costs the run its scores
+        _run_figures(outcomes, shared.saliency, planned.data, run_dir)
+    except (KeyboardInterrupt, BenchError):
+        raise
+    except Exception as exc:
+        log(f"[run] figure failed: {type(exc).__name__}: {exc}")
+    timings["total_seconds"] = time.perf_counter() - started
+    record = make_record(_metadata(config, planned, shared, outcomes, timings, revision),
+                         [r for o in outcomes for r in o.rows])
     write_leaderboards(run_dir, [record])
     write_record(run_dir, record)  # last: its presence marks a complete run
     log(f"[run] wrote {run_dir} in {timings['total_seconds']:.1f}s")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import torch
 
 from bench.data import Split
+from bench.results import Row
 from explainers.base import Capability, Explainer
 from metrics import METRICS
 from metrics.accuracy_drop import accuracy_drop
@@ -29,13 +30,12 @@ from metrics.saliency import (cascading_randomisation_scores, gini, input_suppor
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
 
 
-def row(explainer: str, metric: str, value: float | None, factor: str | None = None, note: str | None = None) -> dict:
-    """One long-format result; ``value`` None (with a ``note`` saying why) where the metric is undefined."""
+def row(explainer: str, metric: str, value: float | None, factor: str | None = None, note: str | None = None) -> Row:
+    """One result of a registered metric (its unit and direction from ``METRICS``); ``value`` None (with a
+    ``note`` saying why) where the metric is undefined."""
     info = METRICS[metric]
-    out = {"explainer": explainer, "metric": metric, "factor": factor,
-           "value": None if value is None else float(value), "unit": info.unit,
-           "higher_is_better": info.higher_is_better}
-    return {**out, "note": note} if note else out
+    return Row(explainer, metric, None if value is None else float(value), factor, info.unit, info.higher_is_better,
+               note or None)
 
 
 def _sync(device: torch.device) -> None:
@@ -45,7 +45,7 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torch.Tensor], val: Split, *,
-                 n_alpha: int, n_beta: int, seed: int, device: torch.device) -> tuple[list[dict], dict]:
+                 n_alpha: int, n_beta: int, seed: int, device: torch.device) -> tuple[list[Row], dict]:
     """Information flow (joint and per factor) and accuracy drop of a latent explainer, probed from its
     prior N(0, I) and from its aggregate posterior (the codes of the validation images), each in its own
     column.
@@ -57,7 +57,7 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
     split, name = explainer.latent_split, explainer.name
     k, l = split.n_causal, split.n_noncausal
     gen = lambda offset: torch.Generator().manual_seed(seed * 1000 + offset)  # noqa: E731
-    rows: list[dict] = []
+    rows: list[Row] = []
     images, labels = val.images.to(device), val.labels.to(device)
     codes = torch.cat([explainer.encode(images[i:i + 1024]) for i in range(0, len(images), 1024)])  # (N, D)
     to_posterior = aggregate_posterior_map(codes, k)
@@ -111,11 +111,11 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
 
 @torch.no_grad()
 def score_invariance(explainer: Explainer, classifier, test: Split, *, seed: int, device: torch.device
-                     ) -> tuple[list[dict], dict]:
+                     ) -> tuple[list[Row], dict]:
     """The invariance curve of a latent explainer's noncausal factors on the test split (metrics.invariance),
     and the agreement of its own classification head with ``f`` where it has one (SVAE)."""
     name, split = explainer.name, explainer.latent_split
-    rows: list[dict] = []
+    rows: list[Row] = []
     images = test.images.to(device)
     if split.n_noncausal:
         curve = invariance_curve(explainer.encode, explainer.decode, classifier, images, split.n_causal,
@@ -153,7 +153,7 @@ class SweepSetup:
 
 
 def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup: SweepSetup, name: str
-                 ) -> tuple[list[dict], dict]:
+                 ) -> tuple[list[Row], dict]:
     """FID of generated images against the reference images, overall and by the exaggeration paper's
     groups (Table 1: f(x)[positive class] in [0.9, 1] "present", [0, 0.1] "absent").
 
@@ -183,7 +183,7 @@ def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup
 
 @torch.no_grad()
 def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device: torch.device
-                 ) -> tuple[list[dict], dict]:
+                 ) -> tuple[list[Row], dict]:
     """Sweep faithfulness (metrics.sweep) and FID by group (metrics.fid) of an explainer's counterfactual sweeps.
 
     FID reads only what the explainer generates: steps 1..S-1 of every sweep, never step 0 (the query, or
@@ -238,7 +238,7 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
 
 @torch.no_grad()
 def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor, *, n_steps: int = 11,
-                        sweep_range: float = 3.0, device: torch.device) -> list[dict]:
+                        sweep_range: float = 3.0, device: torch.device) -> list[Row]:
     """Change of ``f`` along a sweep of each latent factor over [z_d - r, z_d + r] around each query's own
     code (GCE Fig. 3/4; the reproducibility study's [alpha - 3, alpha + 3]), per factor and for the
     noncausal factors together (should be ~0)."""
@@ -280,7 +280,7 @@ def explaining(explainer: Explainer, classifier) -> Iterator[None]:
 
 
 def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, seed: int, device: torch.device
-                   ) -> tuple[list[dict], dict]:
+                   ) -> tuple[list[Row], dict]:
     """Removal curves and their areas, Gini sparsity (metrics.saliency) and the cascading-randomisation
     check of an explainer's saliency maps of ``f``'s predicted class.
 
@@ -363,8 +363,8 @@ def _nanmean(values: torch.Tensor) -> float | None:
 
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,
                     device: torch.device, sweeps: SweepSetup | None = None, test: Split | None = None,
-                    saliency: SaliencySetup | None = None, known_sweeps: tuple[list[dict], dict] | None = None
-                    ) -> tuple[list[dict], dict]:
+                    saliency: SaliencySetup | None = None, known_sweeps: tuple[list[Row], dict] | None = None
+                    ) -> tuple[list[Row], dict]:
     """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need.
 
     ``known_sweeps``: the sweep rows and arrays already scored for the same fit under another name
@@ -383,7 +383,7 @@ def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: in
                                         sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device)
     if explainer.supports(Capability.SWEEP) and sweeps is not None:
         if known_sweeps is not None:
-            r, arrays["sweeps"] = [{**x, "explainer": explainer.name} for x in known_sweeps[0]], known_sweeps[1]
+            r, arrays["sweeps"] = [replace(x, explainer=explainer.name) for x in known_sweeps[0]], known_sweeps[1]
         else:
             r, arrays["sweeps"] = score_sweeps(explainer, classifier, sweeps, device=device)
         arrays["sweep_rows"] = r

@@ -73,16 +73,16 @@ def test_fid_groups_use_a_fixed_number_of_generated_images_or_say_na():
     fake = torch.randn(500, d) + 1.0
     positive = torch.cat([torch.full((300,), 0.95), torch.full((60,), 0.05), torch.full((140,), 0.5)])
     rows, counts = fid_by_group(fake, positive, setup, "x")
-    values = {r["metric"]: r["value"] for r in rows}
+    values = {r.metric: r.value for r in rows}
     assert counts["fid"]["used"] == 100 and counts["fid_present"]["used"] == 100  # subsampled to the same size
     assert values["fid_absent"] is None and counts["fid_absent"]["generated"] == 60  # 60 < 100: not a number
-    assert "60 generated (need 100)" in next(r["note"] for r in rows if r["metric"] == "fid_absent")
+    assert "60 generated (need 100)" in next(r.note for r in rows if r.metric == "fid_absent")
     assert values["fid"] > 0 and values["fid_present"] > 0
     # fewer images than the feature dimension + 1 on the generated side: undefined whatever fid_samples says
     small = SweepSetup(queries=setup.queries, real_features=real, real_positive=setup.real_positive,
                        extractor=nn.Identity(), positive_class=1, fid_samples=3)
     rows, _ = fid_by_group(fake[:4], torch.full((4,), 0.5), small, "x")
-    assert all(r["value"] is None for r in rows)
+    assert all(r.value is None for r in rows)
 
 
 class Scripted(Explainer):
@@ -119,9 +119,9 @@ def test_fid_reads_generated_steps_only_and_validity_is_also_judged_independentl
                        fid_samples=200, class_ids=(3, 8))
     a, _ = score_sweeps(Scripted(black_box, ends, "query"), black_box, setup, device=torch.device("cpu"))
     b, _ = score_sweeps(Scripted(black_box, ends, "white"), black_box, setup, device=torch.device("cpu"))
-    fid = lambda rows: next(r["value"] for r in rows if r["metric"] == "fid")  # noqa: E731
+    fid = lambda rows: next(r.value for r in rows if r.metric == "fid")  # noqa: E731
     assert fid(a) == pytest.approx(fid(b), rel=1e-9)  # step 0 does not enter FID
-    validity = {r["metric"]: r["value"] for r in a if "validity" in r["metric"]}
+    validity = {r.metric: r.value for r in a if "validity" in r.metric}
     assert validity["sweep_validity"] == 1.0
     # the independent head (an untrained linear map here) has its own verdict on the same ends
     head_says = extractor(ends).argmax(1)
@@ -224,8 +224,8 @@ def test_randomisation_check_is_na_for_a_map_that_never_calls_f(mnist38, black_b
     setup = SaliencySetup(images=mnist38.test.images[:6], labels=black_box.predict(mnist38.test.images[:6]),
                           n_randomisation=3)
     rows, arrays = score_saliency(Inked(black_box), black_box, setup, seed=0, device=torch.device("cpu"))
-    check = next(r for r in rows if r["metric"] == "randomisation_correlation")
-    assert check["value"] is None and "never calls f" in check["note"]
+    check = next(r for r in rows if r.metric == "randomisation_correlation")
+    assert check.value is None and "never calls f" in check.note
 
 
 def test_randomisation_check_sees_igs_dependence_on_f_over_real_digits(mnist38, black_box):
@@ -237,7 +237,7 @@ def test_randomisation_check_sees_igs_dependence_on_f_over_real_digits(mnist38, 
     images = mnist38.test.images[:10]
     setup = SaliencySetup(images=images, labels=black_box.predict(images), n_randomisation=10, n_tie_orders=1)
     rows, _ = score_saliency(ig, black_box, setup, seed=0, device=torch.device("cpu"))
-    value = {r["metric"]: r["value"] for r in rows}
+    value = {r.metric: r.value for r in rows}
     assert value["randomisation_correlation_all_pixels"] > 0.9  # the artefact, kept as a diagnostic
     assert value["randomisation_correlation"] < 0.7  # |IG| on the support
     assert abs(value["randomisation_correlation_signed"]) < 0.4
