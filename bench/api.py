@@ -99,7 +99,7 @@ def load(path: str | Path) -> Results:
     return Results(tuple(records), path.parent if path.is_file() else path)
 
 
-def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profile: str = "quick",
+def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None, profile: str = "quick",
         seed: int | None = None, seeds: Sequence[int] | None = None, device: str = "auto",
         out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
         inception_weights: str | None = None, cache: bool = True, progress: bool = False,
@@ -108,6 +108,7 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
 
+    ``suite``: a built-in suite's name or a suite file (``my_suite.toml``).
     ``seed`` runs one seed (default 0) into ``out`` (default ``runs/<suite>-<profile>-seed<seed>``);
     ``seeds`` runs several into ``out/seed<N>/`` and pools them (default out
     ``runs/<suite>-<profile>-seeds<a>-<b>...``). Giving both is an error, whatever their values.
@@ -145,7 +146,7 @@ def run(suite: str = "mnist", *, explainers: Sequence[str] | None = None, profil
                 EXPLAINERS.load_plugin(str(plugin))
     if progress and not logging.getLogger("bench").handlers:
         configure_logging(0)
-    config = RunConfig(suite=suite, profile=profile, explainers=tuple(explainers) if explainers else None,
+    config = RunConfig(suite=str(suite), profile=profile, explainers=tuple(explainers) if explainers else None,
                        seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
                        data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
                        cache=cache, classifier=user, command=list(command))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from bench.data import Split
 from bench.progress import log_to, track
-from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
+from bench.store import cache_root, cached as cached_entry, source_hash, stable_hash
 
 if TYPE_CHECKING:
     from bench.blackbox import UserClassifier
@@ -209,25 +209,25 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
                            "source": source_hash(__name__)})
         kind = "classifier" if user is None else "classifier-user"
         path = cache_root() / "models" / f"{kind}-{key}.pt"
-        payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
-        network = build()
-        if payload is not None:
-            try:
-                network.load_state_dict(payload["state_dict"])
-                cached = True
-            except (RuntimeError, KeyError):
-                payload = None  # mismatched entry: rebuild, never trust
-        fit_seconds = payload["fit_seconds"] if payload else 0.0
-        if payload is None:
+
+        def restore(payload: dict) -> nn.Module:
+            payload["fit_seconds"]  # noqa: B018 (an entry without it is rebuilt: KeyError)
+            network = build()
+            network.load_state_dict(payload["state_dict"])
+            return network
+
+        def fit() -> tuple[nn.Module, dict]:
             log(f"[classifier] training {'GCE Table 1 classifier' if user is None else user.source} "
                 f"({config.epochs} epochs, {len(train)} images)")
             start = time.perf_counter()
             network = train_classifier(train, n_classes, config, seed=seed, device=device, log=log, build=build,
                                        output=output)
-            fit_seconds = time.perf_counter() - start
-            if cache:
-                save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
-                                       "fit_seconds": fit_seconds, "code": code_stamp(__name__)})
+            return network, {"state_dict": {k: v.cpu() for k, v in network.state_dict().items()},
+                             "fit_seconds": time.perf_counter() - start}
+
+        network, payload, cached = cached_entry(path, key, restore=restore, build=fit, code=(__name__,), cache=cache,
+                                                log=log)
+        fit_seconds = payload["fit_seconds"]
         identity["trained_by"] = "the suite's recipe"
     box = BlackBox(network.to(device), n_classes, output, image_shape)
     weights = blackbox.weights_sha256(network)  # before any change of memory layout

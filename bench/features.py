@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from bench.data import Split, dataset_label, load_dataset
 from bench.errors import unknown_name, user_errors
 from bench.progress import track
-from bench.store import cache_root, code_stamp, load_checkpoint, save_checkpoint, source_hash, stable_hash
+from bench.store import cache_root, cached, source_hash, stable_hash
 from metrics.fid import FeatureNet, InceptionFeatures
 
 FEATURE_SEED = 0  # fixed: the extractor is part of the metric's definition, not of a run
@@ -58,36 +58,36 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
                 "epochs": epochs, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")}
     key = stable_hash(identity if images is None else {**identity, "images": images})
     path = cache_root() / "models" / f"featurenet-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
-    net = FeatureNet(len(classes), data.image_shape)
-    try:
-        if payload is None:
-            raise KeyError("not cached")
+
+    def restore(payload: dict) -> FeatureNet:
+        payload["fit_seconds"], payload["val_accuracy"]  # noqa: B018 (an entry without them is rebuilt: KeyError)
+        net = FeatureNet(len(classes), data.image_shape)
         net.load_state_dict(payload["state_dict"])
-        net = net.to(device).eval()
-        fit_seconds, cached = payload["fit_seconds"], True
-        val_accuracy = payload["val_accuracy"]  # measured once, when it was trained (2 s a run saved)
-    except (RuntimeError, KeyError):
+        return net.to(device).eval()
+
+    def build() -> tuple[FeatureNet, dict]:
         log(f"[features] training the FID feature network on all {len(classes)} {dataset_label(dataset)} classes "
             f"({len(train)} images, {epochs} epochs)")
         start = time.perf_counter()
         net = train_feature_net(train.images, train.labels, epochs=epochs, device=device, log=log)
-        fit_seconds, cached = time.perf_counter() - start, False
+        fit_seconds = time.perf_counter() - start
         with torch.no_grad():
             val_accuracy = sum((net(data.val.images[i:i + 1024].to(device)).argmax(1).cpu()
                                 == data.val.labels[i:i + 1024]).sum().item()
                                for i in range(0, len(data.val), 1024)) / len(data.val)
-        if cache:
-            save_checkpoint(path, {"key": key, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
-                                   "fit_seconds": fit_seconds, "val_accuracy": val_accuracy,
-                                   "code": code_stamp(__name__, "metrics.fid")})
+        return net, {"state_dict": {k: v.cpu() for k, v in net.state_dict().items()}, "fit_seconds": fit_seconds,
+                     "val_accuracy": val_accuracy}  # measured once, when trained (2 s a run saved)
+
+    net, payload, cached_ = cached(path, key, restore=restore, build=build, code=(__name__, "metrics.fid"),
+                                   cache=cache, log=log)
+    fit_seconds, val_accuracy = payload["fit_seconds"], payload["val_accuracy"]
     for p in net.parameters():
         p.requires_grad_(False)
     record = {"name": f"featurenet-{dataset_label(dataset)}{len(classes)}", "feature_dim": FeatureNet.feature_dim,
               "description": f"FeatureNet (metrics.fid) trained on all {len(classes)} {dataset_label(dataset)} classes, "
                              f"{len(train)} training images, {epochs} epochs, seed {FEATURE_SEED}; 128-d penultimate "
                              "features",
-              "classes": list(classes), "cache_key": key, "cached": cached, "fit_seconds": round(fit_seconds, 3),
+              "classes": list(classes), "cache_key": key, "cached": cached_, "fit_seconds": round(fit_seconds, 3),
               "val_accuracy": val_accuracy}
     return net, record
 

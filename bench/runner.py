@@ -27,8 +27,7 @@ from bench import leaderboard
 from bench.report import write_report
 from bench.results import RESULTS_FILE, Row, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
-from bench.store import (atomic_write_text, cache_root, code_stamp, ensure_writable_dir, load_checkpoint, save_checkpoint,
-                         sha256_file, source_hash, stable_hash)
+from bench.store import atomic_write_text, cache_root, cached, ensure_writable_dir, sha256_file, source_hash, stable_hash
 from bench.suites import SUITE_DIR, get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer, check_image_shape
 from metrics.fid import extract_features, inception_weights
@@ -78,35 +77,37 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     ``cache=False`` fits without reading or writing the cache. ``fit_log`` (default ``log``) receives the
     fit's own progress lines.
     """
-    torch.manual_seed(seed)
-    explainer = cls(classifier, settings, device)
+    def fresh() -> Explainer:
+        torch.manual_seed(seed)
+        return cls(classifier, settings, device)
+
+    explainer = fresh()
     if not explainer.supports(Capability.FIT):
         return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
     key = stable_hash({"explainer": cls.fit_identity(), "settings": explainer.fit_settings(),
                        "classifier": classifier_key, "suite": suite_key, "seed": seed,
                        "source": source_hash(cls.__module__, *cls.fit_depends)})
     path = cache_root() / "models" / f"{cls.fit_identity()}-{key}.pt"
-    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
-    if payload is not None:
-        try:
-            explainer.load_state_dict(payload["state"])
-            log(f"[{cls.name}] loaded from cache ({path.name})")
-            return explainer, {"cached": True, "fit_seconds": payload["fit_seconds"], "cache_key": key,
-                               "fit": payload.get("fit", {})}
-        except (RuntimeError, KeyError, TypeError):
-            log(f"[{cls.name}] cache entry {path.name} does not match; refitting")
-            torch.manual_seed(seed)
-            explainer = cls(classifier, settings, device)
-    log(f"[{cls.name}] fitting ({explainer.settings})")
-    start = time.perf_counter()
-    fit_record = explainer.fit(train_images, generator=torch.Generator().manual_seed(seed), log=fit_log or log)
-    fit_seconds = time.perf_counter() - start
-    state = {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v)
-             for k, v in explainer.state_dict().items()}
-    if cache:
-        save_checkpoint(path, {"key": key, "state": state, "fit_seconds": fit_seconds, "fit": fit_record,
-                               "code": code_stamp(cls.__module__, *cls.fit_depends)})
-    return explainer, {"cached": False, "fit_seconds": fit_seconds, "cache_key": key, "fit": fit_record}
+
+    def restore(payload: dict) -> Explainer:
+        payload["fit_seconds"]  # noqa: B018 (an entry without it is rebuilt: KeyError)
+        explainer.load_state_dict(payload["state"])
+        log(f"[{cls.name}] loaded from cache ({path.name})")
+        return explainer
+
+    def build() -> tuple[Explainer, dict]:
+        made = fresh()  # never one a failed restore half-loaded
+        log(f"[{cls.name}] fitting ({made.settings})")
+        start = time.perf_counter()
+        fit_record = made.fit(train_images, generator=torch.Generator().manual_seed(seed), log=fit_log or log)
+        state = {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v)
+                 for k, v in made.state_dict().items()}
+        return made, {"state": state, "fit_seconds": time.perf_counter() - start, "fit": fit_record}
+
+    explainer, payload, was_cached = cached(path, key, restore=restore, build=build,
+                                            code=(cls.__module__, *cls.fit_depends), cache=cache, log=log)
+    return explainer, {"cached": was_cached, "fit_seconds": payload["fit_seconds"], "cache_key": key,
+                       "fit": payload.get("fit", {})}
 
 
 def explainer_seed(seed: int, name: str) -> int:
@@ -513,7 +514,7 @@ def run_seeds(config: RunConfig, seeds: tuple[int, ...], log: Callable[[str], No
     per seed, so an interrupted multi-seed run resumes where it stopped."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
-    out = Path(config.out or f"runs/{config.suite}-{config.profile}-seeds" + "-".join(map(str, seeds)))
+    out = Path(config.out or f"runs/{get_suite(config.suite).name}-{config.profile}-seeds" + "-".join(map(str, seeds)))
     planned = plan(config, log, out=out)
     progress = RunProgress(planned.n_steps * len(seeds), bar=True)
     try:

@@ -15,11 +15,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from bench.errors import BenchError
+
+T = TypeVar("T")
 
 
 def cache_root() -> Path:
@@ -113,6 +115,31 @@ def load_checkpoint(path: Path, *, expect_key: str, log=None) -> dict | None:
             log(f"[cache] {path.name} was made for another configuration; rebuilding it")
         return None
     return payload
+
+
+def cached(path: Path, key: str, *, restore: Callable[[dict], T], build: Callable[[], tuple[T, dict]],
+           code: tuple[str, ...], cache: bool = True, log: Callable[[str], None] | None = None
+           ) -> tuple[T, dict, bool]:
+    """The one cache-or-build of every trained model (black box, FID feature network, explainer fits).
+
+    Reads ``path`` (unless ``cache`` is False) and, when it holds ``key``, gives its payload to
+    ``restore``, which rebuilds the model from it; a payload ``restore`` cannot use (it raises
+    RuntimeError, KeyError or TypeError: another architecture, a missing entry) is rebuilt, never
+    trusted. Otherwise ``build()`` trains the model and returns it with the payload to store, which is
+    saved (with ``key`` and the stamp of the ``code`` modules, for ``cache prune``) when ``cache`` is on.
+    Returns ``(model, payload, cached)``.
+    """
+    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
+    if payload is not None:
+        try:
+            return restore(payload), payload, True
+        except (RuntimeError, KeyError, TypeError):
+            if log:
+                log(f"[cache] {Path(path).name} does not match what it is loaded into; rebuilding it")
+    model, payload = build()
+    if cache:
+        save_checkpoint(path, {"key": key, **payload, "code": code_stamp(*code)})
+    return model, payload, False
 
 
 def ensure_writable_dir(path: Path) -> Path:

@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -108,6 +109,35 @@ def check_image_shape(name: str, shape: tuple[int, ...]) -> tuple[int, int, int]
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
+class LossHistory:
+    """A training loop's bookkeeping, the same for every explainer: each step's loss terms, a progress line
+    every ``every`` seconds and at the last step (the mean of the last 50 steps), and the fit's record (the
+    mean of each term over the last 100 steps, ``final_<term>``, and the number of steps).
+
+    ``labels``: term -> (name in the progress line, format), in the line's order.
+    """
+
+    def __init__(self, name: str, steps: int, log: Callable[[str], None], labels: dict[str, tuple[str, str]],
+                 every: float = 10.0) -> None:
+        self.name, self.steps, self.log, self.labels, self.every = name, steps, log, labels, every
+        self.history: list[dict[str, float]] = []
+        self.start = self.last = time.perf_counter()
+
+    def add(self, step: int, **terms: float) -> None:
+        self.history.append(terms)
+        now = time.perf_counter()
+        if step == self.steps or now - self.last > self.every:
+            self.last = now
+            recent = self.history[-50:]
+            means = "  ".join(f"{label} {sum(h[k] for h in recent) / len(recent):{fmt}}"
+                              for k, (label, fmt) in self.labels.items())
+            self.log(f"[{self.name}] step {step}/{self.steps}  {means}  ({now - self.start:.0f}s)")
+
+    def record(self) -> dict[str, float]:
+        tail = self.history[-100:]
+        return {**{f"final_{k}": sum(h[k] for h in tail) / len(tail) for k in self.history[-1]}, "steps": self.steps}
+
+
 class MissingCapability(TypeError):
     """Raised when an explainer is asked for something its capabilities do not include."""
 
@@ -190,12 +220,18 @@ class Explainer(abc.ABC):
         """Learn from the (unlabelled) training images and ``f``; returns a small record."""
         return {}
 
+    #: the attributes holding its networks: their state is the fit's (for the cache), restored in eval mode
+    state_modules: ClassVar[tuple[str, ...]] = ()
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to restore a fitted explainer (for the cache)."""
-        return {}
+        """Everything needed to restore a fitted explainer (for the cache): by default the state of every
+        network named in ``state_modules``; an explainer with more (a tensor, a pool) extends this."""
+        return {name: getattr(self, name).state_dict() for name in self.state_modules}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        for name in self.state_modules:
+            getattr(self, name).load_state_dict(state[name])
+            getattr(self, name).eval()
 
     # -- sweep ------------------------------------------------------------------------------
     def sweep(self, x: torch.Tensor, target: torch.Tensor, n_steps: int) -> torch.Tensor:

@@ -29,7 +29,6 @@ spectral norm in D.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any, Callable
 
 import torch
@@ -37,7 +36,8 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from explainers.base import Capability, Explainer, MissingCapability, check_image_shape, minibatches, register
+from explainers.base import (Capability, Explainer, LossHistory, MissingCapability, check_image_shape, minibatches,
+                             register)
 from metrics.sweep import requested_ramp
 
 
@@ -203,6 +203,7 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @register("exaggeration")
 class ProgressiveExaggeration(Explainer):
     sized_by_image = True
+    state_modules = ("encoder", "generator", "discriminator")
     paper = "Singla et al., Explanation by progressive exaggeration, ICLR 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
     defaults: dict[str, Any] = {
@@ -282,8 +283,10 @@ class ProgressiveExaggeration(Explainer):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr"], betas=(0.0, 0.9))
         for net in (self.encoder, self.generator, self.discriminator):
             net.train()
-        steps, bs, history = int(s["steps"]), int(s["batch_size"]), []
-        start = last = time.perf_counter()
+        steps, bs = int(s["steps"]), int(s["batch_size"])
+        losses = LossHistory("exaggeration", steps, log, {"d_loss": ("D", ".3f"), "g_adversarial": ("G_adv", ".3f"),
+                                                          "kl_f": ("KL", ".3f"), "rec": ("rec", ".4f"),
+                                                          "cyc": ("cyc", ".4f")})
         for step, idx in minibatches(len(train_images), bs, steps, generator):
             x = train_images[idx].to(self.device)
             requested = torch.rand(bs, generator=generator).to(self.device)  # f(x) + delta, uniform over [0, 1]
@@ -299,17 +302,10 @@ class ProgressiveExaggeration(Explainer):
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            history.append((d_loss.item(), terms["gan"].item(), terms["f"].item(), terms["rec"].item(),
-                            terms["cyc"].item()))
-            if step == steps or time.perf_counter() - last > 10:
-                last = time.perf_counter()
-                mean = [sum(h[i] for h in history[-50:]) / len(history[-50:]) for i in range(5)]
-                log(f"[exaggeration] step {step}/{steps}  D {mean[0]:.3f}  G_adv {mean[1]:.3f}  KL {mean[2]:.3f}  "
-                    f"rec {mean[3]:.4f}  cyc {mean[4]:.4f}  ({last - start:.0f}s)")
+            losses.add(step, d_loss=d_loss.item(), g_adversarial=terms["gan"].item(), kl_f=terms["f"].item(),
+                       rec=terms["rec"].item(), cyc=terms["cyc"].item())
         self.standing_statistics(train_images, generator=generator)
-        tail = history[-100:]
-        names = ("d_loss", "g_adversarial", "kl_f", "rec", "cyc")
-        return {f"final_{k}": sum(h[i] for h in tail) / len(tail) for i, k in enumerate(names)} | {"steps": steps}
+        return losses.record()
 
     @torch.no_grad()
     def standing_statistics(self, images: torch.Tensor, *, generator: torch.Generator, n_batches: int = 200) -> None:
@@ -338,15 +334,6 @@ class ProgressiveExaggeration(Explainer):
             m.momentum = momentum
         for net in (self.encoder, self.generator, self.discriminator):
             net.eval()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder.state_dict(), "generator": self.generator.state_dict(),
-                "discriminator": self.discriminator.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("encoder", "generator", "discriminator"):
-            getattr(self, name).load_state_dict(state[name])
-            getattr(self, name).eval()
 
     # -- explanations -----------------------------------------------------------------------
     def sweep(self, x: torch.Tensor, target: torch.Tensor, n_steps: int) -> torch.Tensor:

@@ -32,7 +32,6 @@ critic lr 1e-4 (``../shared/DESIGN.md``, notes from the authors' code).
 from __future__ import annotations
 
 import abc
-import time
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from explainers.base import Capability, Explainer, check_image_shape, minibatches, register
+from explainers.base import Capability, Explainer, LossHistory, check_image_shape, minibatches, register
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
@@ -123,6 +122,7 @@ def random_other_class(c: torch.Tensor, n_classes: int, generator: torch.Generat
 
 class GANMEX(Explainer):
     sized_by_image = True
+    state_modules = ("generator", "discriminator")
     paper = "Shih, Tien & Karnin, GANMEX: one-vs-one attributions using GAN-based model explainability, ICML 2021"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})
     fit_name: ClassVar[str] = "ganmex"
@@ -176,8 +176,10 @@ class GANMEX(Explainer):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=s["lr_d"] or s["lr"], betas=(0.5, 0.999))
         self.generator.train()
         self.discriminator.train()
-        steps, history = int(s["steps"]), []
-        start = last = time.perf_counter()
+        steps = int(s["steps"])
+        losses = LossHistory(self.fit_name, steps, log, {"d": ("D", ".3f"), "adv": ("G_adv", ".3f"),
+                                                         "cls": ("cls", ".3f"), "rec": ("rec", ".4f"),
+                                                         "sim": ("sim", ".4f")})
         for step, idx in minibatches(len(train_images), int(s["batch_size"]), steps, generator):
             x, c_o = train_images[idx].to(self.device), labels[idx].to(self.device)
             c_t = random_other_class(c_o, self.n_classes, generator)
@@ -199,26 +201,10 @@ class GANMEX(Explainer):
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
-            history.append({"d": d_loss.item(), **{k: v.item() for k, v in terms.items()}})
-            if step == steps or time.perf_counter() - last > 10:
-                last = time.perf_counter()
-                recent = history[-50:]
-                mean = {k: sum(h[k] for h in recent) / len(recent) for k in history[-1]}
-                log(f"[{self.fit_name}] step {step}/{steps}  D {mean['d']:.3f}  G_adv {mean['adv']:.3f}  "
-                    f"cls {mean['cls']:.3f}  rec {mean['rec']:.4f}  sim {mean['sim']:.4f}  ({last - start:.0f}s)")
+            losses.add(step, d=d_loss.item(), **{k: v.item() for k, v in terms.items()})
         self.generator.eval()
         self.discriminator.eval()
-        tail = history[-100:]
-        return {**{f"final_{k}": sum(h[k] for h in tail) / len(tail) for k in history[-1]}, "steps": steps}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.generator.eval()
-        self.discriminator.eval()
+        return losses.record()
 
     # -- explanations -----------------------------------------------------------------------
     @torch.no_grad()

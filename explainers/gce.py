@@ -19,14 +19,14 @@ the posterior *mean* of z, not a sample, so they are not noisy.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any, Callable
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from explainers.base import Capability, Explainer, LatentSplit, check_image_shape, minibatches, register
+from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, check_image_shape, minibatches,
+                             register)
 from metrics.information_flow import information_flow
 
 
@@ -88,6 +88,7 @@ def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: tor
 @register("gce")
 class GCE(Explainer):
     sized_by_image = True
+    state_modules = ("encoder", "decoder")
     paper = "O'Shaughnessy et al., Generative causal explanations of black-box classifiers, NeurIPS 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY, Capability.LATENT})
     fit_depends = ("metrics.information_flow",)  # training runs through the estimator
@@ -122,8 +123,9 @@ class GCE(Explainer):
         opt = torch.optim.Adam(params, lr=s["lr"], betas=(0.5, 0.999))  # the authors' GCE.train: b1=0.5, b2=0.999
         self.encoder.train()
         self.decoder.train()
-        steps, history = int(s["steps"]), []
-        start = last = time.perf_counter()
+        steps = int(s["steps"])
+        losses = LossHistory("gce", steps, log, {"information_flow": ("I(alpha;Y)", ".3f"),
+                                                 "neg_elbo": ("-ELBO", ".1f")})
         for step, idx in minibatches(len(train_images), s["batch_size"], steps, generator):
             x = train_images[idx].to(self.device)
             mu, logvar = self.encoder(x)
@@ -135,26 +137,10 @@ class GCE(Explainer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            history.append((info.item(), elbo_loss.item()))
-            if step == steps or time.perf_counter() - last > 10:
-                last = time.perf_counter()
-                recent = history[-50:]
-                log(f"[gce] step {step}/{steps}  I(alpha;Y) {sum(h[0] for h in recent) / len(recent):.3f}  "
-                    f"-ELBO {sum(h[1] for h in recent) / len(recent):.1f}  ({last - start:.0f}s)")
+            losses.add(step, information_flow=info.item(), neg_elbo=elbo_loss.item())
         self.encoder.eval()
         self.decoder.eval()
-        tail = history[-100:]
-        return {"final_information_flow": sum(h[0] for h in tail) / len(tail),
-                "final_neg_elbo": sum(h[1] for h in tail) / len(tail), "steps": steps}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.encoder.load_state_dict(state["encoder"])
-        self.decoder.load_state_dict(state["decoder"])
-        self.encoder.eval()
-        self.decoder.eval()
+        return losses.record()
 
     # -- latent -----------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:

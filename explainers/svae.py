@@ -23,7 +23,6 @@ use q(z|x)'s mean, the only encoder usable without a label (Eq. 4).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -31,8 +30,8 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import (Capability, Explainer, LatentSplit, check_image_shape, fixed_randomness, minibatches,
-                             register)
+from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, check_image_shape, fixed_randomness,
+                             minibatches, register)
 from explainers.gce import Decoder
 
 
@@ -91,6 +90,7 @@ def svae_loss(x: torch.Tensor, y: torch.Tensor, encoders: Encoders, decoder: nn.
 @register("svae")
 class SupervisedVAE(Explainer):
     sized_by_image = True
+    state_modules = ("encoders", "decoder", "head")
     paper = "Nguyen & Rodriguez Martinez, Learning invariances for interpretability using supervised VAE, 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY, Capability.LATENT})
     defaults: dict[str, Any] = {
@@ -133,8 +133,10 @@ class SupervisedVAE(Explainer):
         opt = torch.optim.Adam(params, lr=s["lr"])
         for m in self._modules():
             m.train()
-        n, steps, history = len(train_images), int(s["steps"]), []
-        start = last = time.perf_counter()
+        n, steps = len(train_images), int(s["steps"])
+        losses = LossHistory("svae", steps, log, {"rec": ("-log p(x|z)", ".1f"), "kl": ("KL", ".1f"),
+                                                  "sufficiency": ("sufficiency", ".2f"),
+                                                  "nll_y": ("-log p(y|z1)", ".4f")})
         for step, idx in minibatches(n, int(s["batch_size"]), steps, generator):
             loss, terms = svae_loss(train_images[idx].to(self.device), labels[idx].to(self.device), self.encoders,
                                     self.decoder, self.head, self.latent_split.n_causal, alpha=s["alpha"],
@@ -142,14 +144,7 @@ class SupervisedVAE(Explainer):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            history.append(terms)
-            if step == steps or time.perf_counter() - last > 10:
-                last = time.perf_counter()
-                recent = history[-50:]
-                mean = {k: sum(h[k] for h in recent) / len(recent) for k in terms}
-                log(f"[svae] step {step}/{steps}  -log p(x|z) {mean['rec']:.1f}  KL {mean['kl']:.1f}  "
-                    f"sufficiency {mean['sufficiency']:.2f}  -log p(y|z1) {mean['nll_y']:.4f}  "
-                    f"({last - start:.0f}s)")
+            losses.add(step, **terms)
         for m in self._modules():
             m.eval()
         with torch.no_grad():
@@ -159,21 +154,14 @@ class SupervisedVAE(Explainer):
                                           else torch.zeros(z1.shape[1]) for c in range(self.n_classes)]).to(self.device)
             agreement = float((torch.cat([self.surrogate(train_images[i:i + 1024]).argmax(1).cpu()
                                           for i in range(0, n, 1024)]) == labels).float().mean())
-        tail = history[-100:]
-        return {**{f"final_{k}": sum(h[k] for h in tail) / len(tail) for k in history[-1]},
-                "train_head_agreement": agreement, "steps": steps}
+        return {**losses.record(), "train_head_agreement": agreement}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"encoders": self.encoders.state_dict(), "decoder": self.decoder.state_dict(),
-                "head": self.head.state_dict(), "centroids": {"value": self.centroids.cpu()}}
+        return {**super().state_dict(), "centroids": {"value": self.centroids.cpu()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.encoders.load_state_dict(state["encoders"])
-        self.decoder.load_state_dict(state["decoder"])
-        self.head.load_state_dict(state["head"])
+        super().load_state_dict(state)
         self.centroids = state["centroids"]["value"].to(self.device)
-        for m in self._modules():
-            m.eval()
 
     # -- the head, for reporting its agreement with f -----------------------------------------
     def surrogate(self, x: torch.Tensor) -> torch.Tensor:
