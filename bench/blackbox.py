@@ -32,6 +32,15 @@ class UserClassifier:
     source: str
     weights: str | None = None
     output: str = "logits"
+    named_in: str = "--classifier"  # where the user named it, for the errors: the option or a suite file's table
+
+    @property
+    def option(self) -> str:
+        return self.named_in
+
+    @property
+    def weights_option(self) -> str:
+        return "--weights" if self.named_in == "--classifier" else self.named_in.replace(" classifier", " weights")
 
     @property
     def torchscript(self) -> bool:
@@ -56,7 +65,7 @@ def _resolve_callable(source: str, what: str = "--classifier") -> tuple[Callable
     module_name, _, attribute = source.partition(":")
     if not module_name or not attribute:
         raise BenchError(f"{what} {source!r}: expected module:callable (e.g. my_models:SmallResNet)"
-                         + (" or a TorchScript file (.pt)" if what == "--classifier" else ""))
+                         + (" or a TorchScript file (.pt)" if what.endswith("classifier") else ""))
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # "a module importable from the working directory"
     try:
@@ -88,10 +97,10 @@ def identity(spec: UserClassifier) -> dict:
     if spec.torchscript:
         path = Path(spec.source)
         if not path.is_file():
-            raise BenchError(f"--classifier {spec.source!r}: no such TorchScript file")
+            raise BenchError(f"{spec.option} {spec.source!r}: no such TorchScript file")
         code = hashlib.sha256(path.read_bytes()).hexdigest()
         return {"kind": "torchscript", "source": str(path), "code_sha256": code}
-    return {"kind": "import", "source": spec.source, "code_sha256": _resolve_callable(spec.source)[1]}
+    return {"kind": "import", "source": spec.source, "code_sha256": _resolve_callable(spec.source, spec.option)[1]}
 
 
 def build(spec: UserClassifier, n_classes: int) -> nn.Module:
@@ -103,8 +112,8 @@ def build(spec: UserClassifier, n_classes: int) -> nn.Module:
         try:
             return torch.jit.load(spec.source, map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError or ValueError for a file that is not TorchScript
-            raise BenchError(f"--classifier {spec.source!r}: not a TorchScript file ({type(exc).__name__})") from None
-    factory, _ = _resolve_callable(spec.source)
+            raise BenchError(f"{spec.option} {spec.source!r}: not a TorchScript file ({type(exc).__name__})") from None
+    factory, _ = _resolve_callable(spec.source, spec.option)
     try:
         accepts = "n_classes" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -112,9 +121,9 @@ def build(spec: UserClassifier, n_classes: int) -> nn.Module:
     try:
         network = factory(n_classes=n_classes) if accepts else factory()
     except Exception as exc:
-        raise BenchError(f"--classifier {spec.source!r}: calling it failed ({type(exc).__name__}: {exc})") from None
+        raise BenchError(f"{spec.option} {spec.source!r}: calling it failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(network, nn.Module):
-        raise BenchError(f"--classifier {spec.source!r} returned {type(network).__name__}, not a torch.nn.Module")
+        raise BenchError(f"{spec.option} {spec.source!r} returned {type(network).__name__}, not a torch.nn.Module")
     return network
 
 
@@ -122,23 +131,23 @@ def load_weights(network: nn.Module, spec: UserClassifier) -> None:
     """Load ``spec.weights`` (a state_dict, ``weights_only=True``) into ``network``, strictly."""
     path = Path(spec.weights)
     if not path.is_file():
-        raise BenchError(f"--weights {spec.weights!r}: no such file")
+        raise BenchError(f"{spec.weights_option} {spec.weights!r}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise BenchError(f"--weights {spec.weights!r}: not a loadable state_dict ({type(exc).__name__})") from None
+        raise BenchError(f"{spec.weights_option} {spec.weights!r}: not a loadable state_dict ({type(exc).__name__})") from None
     if isinstance(state, nn.Module) or not isinstance(state, dict):
-        raise BenchError(f"--weights {spec.weights!r}: expected a state_dict (a dict of tensors), "
+        raise BenchError(f"{spec.weights_option} {spec.weights!r}: expected a state_dict (a dict of tensors), "
                          f"got {type(state).__name__}")
     own = network.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        raise BenchError(f"--weights {spec.weights!r} do not fit {spec.source}: missing keys "
+        raise BenchError(f"{spec.weights_option} {spec.weights!r} do not fit {spec.source}: missing keys "
                          f"{_names(missing)}; unexpected keys {_names(unexpected)}")
     shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if shapes:
         k = shapes[0]
-        raise BenchError(f"--weights {spec.weights!r} do not fit {spec.source}: {k} has shape "
+        raise BenchError(f"{spec.weights_option} {spec.weights!r} do not fit {spec.source}: {k} has shape "
                          f"{tuple(state[k].shape)}, the architecture {tuple(own[k].shape)}"
                          + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""))
     network.load_state_dict(state)
@@ -156,16 +165,16 @@ def check_outputs(network: nn.Module, spec: UserClassifier, images: torch.Tensor
     try:
         out = network(images)
     except Exception as exc:
-        raise BenchError(f"--classifier {spec.source}: failed on a batch of the suite's images "
+        raise BenchError(f"{spec.option} {spec.source}: failed on a batch of the suite's images "
                          f"{tuple(images.shape)} ({type(exc).__name__}: {exc})") from None
     finally:
         network.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(images), n_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise BenchError(f"--classifier {spec.source}: output {shape} on images {tuple(images.shape)}; expected "
+        raise BenchError(f"{spec.option} {spec.source}: output {shape} on images {tuple(images.shape)}; expected "
                          f"({len(images)}, {n_classes}), one column per class of the suite")
     if spec.output == "probabilities":
         sums = out.sum(1)
         if (out < 0).any() or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
-            raise BenchError(f"--classifier {spec.source}: --classifier-output probabilities, but its rows sum to "
+            raise BenchError(f"{spec.option} {spec.source}: --classifier-output probabilities, but its rows sum to "
                              f"{float(sums.min()):.4g}..{float(sums.max()):.4g} (logits? leave the flag at logits)")

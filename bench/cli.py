@@ -259,16 +259,27 @@ def _dispatch(argv: list[str] | None) -> int:
 
             from bench.errors import user_errors
 
-            for plugin in args.plugin:
-                with user_errors():
+            with user_errors():  # an installed plugin that does not load is one line too
+                for plugin in args.plugin:
                     EXPLAINERS.load_plugin(plugin)
+                EXPLAINERS.names()
             return _cmd_list(args.json)
         if args.command == "cache":
-            return _cmd_cache(args)
+            from bench.errors import user_errors
+
+            with user_errors():
+                return _cmd_cache(args)
         if args.command == "suite":
+            from bench.errors import user_errors
+            from bench.runner import check_settings
             from bench.suites import get_suite, suite_dict, suite_toml
+            from explainers.base import EXPLAINERS
 
             found = get_suite(args.name)
+            with user_errors():
+                known = {name: EXPLAINERS.get(name) for name in EXPLAINERS.names()}
+            for profile in found.profiles.values():  # the settings' names too, as a run checks them
+                check_settings(found, profile, known)
             print(json.dumps(suite_dict(found), indent=1) if args.json else suite_toml(found), end="\n" if args.json else "")
             return 0
         if args.command == "leaderboard":

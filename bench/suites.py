@@ -28,19 +28,31 @@ The format (``python -m bench suite show mnist`` prints a complete one)::
     [settings.gce]                   # settings every profile shares (under each profile's own)
     n_causal = 1
 
-    [profiles.quick]                 # any number of profiles; every key optional
-    classifier = { epochs = 3 }
-    sweep_queries = 500
+    [profiles.quick]                 # any number of profiles; every key optional (defaults: Profile below)
+    note = "what this profile is"
+    classifier = { epochs = 3, batch_size = 64, lr = 0.1, momentum = 0.5, lr_decay = 0.7 }  # the recipe
+    info_flow_samples = [100, 25]    # (N_alpha, N_beta) of the information-flow estimate
+    sweep_queries = 500              # test images swept (sweep metrics, FID)
+    saliency_queries = 200           # test images mapped (removal curves, Gini)
+    randomisation_queries = 20       # of those, the cascading-randomisation check's
+    fid_samples = 1000               # generated images per FID group
+    latent_images = 256              # the first N val/test images of the latent metrics (default all)
+    feature_epochs = 2               # the FID feature network's epochs
+    feature_images = 10000           # ... and training images (default all)
     [profiles.quick.explainers.gce]
     steps = 1500
 
 Relative paths (an image folder, a TorchScript file, weights) are relative to the suite file, and its
-folder is searched for the modules a ``module:callable`` names. Unknown keys, wrong types and missing
-files are one-line errors naming the file, the key and what was expected, before any work.
+folder is searched, after the working directory, for the modules a ``module:callable`` names (the black
+box's or the dataset's). ``inherit`` takes every table but the name, version and description. Unknown
+keys, wrong types and missing files are one-line errors naming the file, the key and what was expected,
+before any work; so are unknown explainer settings (``python -m bench suite show FILE`` checks them).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -160,8 +172,10 @@ def _read(path: Path) -> dict:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise BenchError(f"suite file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"suite file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise BenchError(f"suite file {path} cannot be read ({exc.strerror or exc})") from None
 
 
 def _dataset(f: _File, table: dict) -> tuple[str, tuple | None, int | None]:
@@ -191,6 +205,11 @@ def _dataset(f: _File, table: dict) -> tuple[str, tuple | None, int | None]:
     channels = table.get("channels")
     if channels not in (None, 1, 3):
         raise f.error("", f"[dataset] channels must be 1 or 3, got {channels!r}")
+    if channels is not None and kind != "image-folder":
+        raise f.error("", "[dataset] channels converts an image folder's images; this source has its own")
+    if classes is not None and kind in ("mnist", "fmnist", "torchvision") and not all(
+            isinstance(c, int) for c in classes):
+        raise f.error("", f"[dataset] classes of {source!r} are label ids (integers), got {list(classes)}")
     return source, classes, channels
 
 
@@ -213,7 +232,10 @@ def _black_box(f: _File, table: dict) -> UserClassifier | None:
         source = f.relative(source)
         if not Path(source).is_file():
             raise f.error("", f"[black_box] classifier {table['classifier']!r}: no such file {source}")
-    return UserClassifier(source=source, weights=weights, output=output)
+    elif str(f.path.parent) not in sys.path:
+        sys.path.append(str(f.path.parent))  # the suite's own module sits beside it (after the working directory)
+    return UserClassifier(source=source, weights=weights, output=output,
+                          named_in=f"suite file {f.path}: [black_box] classifier")
 
 
 def _profile(f: _File, name: str, table: dict, shared: dict[str, dict]) -> Profile:
@@ -248,7 +270,8 @@ def load_suite_file(path: str | Path) -> Suite:
         base = raw["inherit"]
         if base not in builtin_names():
             raise f.error("", f"inherit {base!r}: not a built-in suite ({', '.join(builtin_names())})")
-        raw = _merge({k: v for k, v in _read(SUITE_DIR / f"{base}.toml").items() if k != "name"},
+        own = ("name", "version", "description")  # the inheriting suite's own, never the base's
+        raw = _merge({k: v for k, v in _read(SUITE_DIR / f"{base}.toml").items() if k not in own},
                      {k: v for k, v in raw.items() if k != "inherit"})
     f.check(raw, _TOP, "", required=("name", "dataset"))
     source, classes, channels = _dataset(f, raw["dataset"])
@@ -266,8 +289,8 @@ def load_suite_file(path: str | Path) -> Suite:
     explainers = raw.get("explainers")
     if explainers is not None and (not explainers or not all(isinstance(e, str) for e in explainers)):
         raise f.error("", "explainers must be a non-empty array of explainer names")
-    if any(source.startswith(k) for k in ("callable:",)) and str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))  # the suite's own data module sits beside it
+    if source.startswith("callable:") and str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))  # the suite's own data module sits beside it (after the working directory)
     return Suite(name=raw["name"], dataset=source, classes=classes, version=str(raw.get("version", "1")),
                  description=raw.get("description", ""),
                  default_explainers=tuple(explainers) if explainers else BUILTIN_EXPLAINERS,
@@ -304,17 +327,21 @@ def suite_dict(suite: Suite) -> dict:
     return out
 
 
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string (escapes, \\uXXXX)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
@@ -327,11 +354,11 @@ def suite_toml(suite: Suite) -> str:
     for table in ("dataset", "black_box"):
         lines += ["", f"[{table}]", *(f"{k} = {_toml_value(v)}" for k, v in data[table].items())]
     for name, profile in data["profiles"].items():
-        lines += ["", f"[profiles.{name}]"]
+        lines += ["", f"[profiles.{_toml_key(name)}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in profile.items() if k != "explainers"]
         if profile["explainers"]:
-            lines += ["", f"[profiles.{name}.explainers]"]
-            lines += [f"{e} = {_toml_value(v)}" for e, v in profile["explainers"].items()]
+            lines += ["", f"[profiles.{_toml_key(name)}.explainers]"]
+            lines += [f"{_toml_key(e)} = {_toml_value(v)}" for e, v in profile["explainers"].items()]
     return "\n".join(lines) + "\n"
 
 

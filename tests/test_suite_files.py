@@ -92,6 +92,10 @@ BAD = [  # (file text, what the one-line error must say)
     ('name = "x"\n[dataset\n', "is not valid TOML"),
     ('name = "x"\n[dataset]\nsource = "mnist"\n[profiles.quick]\ninfo_flow_samples = [100]\n',
      "info_flow_samples must be two positive integers"),
+    ('name = "x"\n[dataset]\nsource = "mnist"\nclasses = ["3", "8"]\n[profiles.quick]\n',
+     "classes of 'mnist' are label ids (integers)"),
+    ('name = "x"\n[dataset]\nsource = "mnist"\nchannels = 3\n[profiles.quick]\n',
+     "channels converts an image folder's images"),
 ]
 
 
@@ -149,6 +153,7 @@ def test_an_image_folder_splits_by_file_and_keeps_every_pixel(tmp_path):
     assert data.classes == ("dog", "cat") and data.image_shape == (3, 32, 32)
     assert len(data.train) + len(data.val) + len(data.test) == 60  # every dog and cat, no eel
     assert len(data.train) > len(data.val) and len(data.test) > 0
+    assert set(data.train.labels[:8].tolist()) == {0, 1}  # the classes interleaved: "the first N" has both
     # the pixels, exactly: each training image is one of the files, scaled to [0, 1], labelled by its folder
     files = {img.tobytes(): c for (c, _), img in images.items()}
     for x, y in zip(data.train.images, data.train.labels):
@@ -158,6 +163,9 @@ def test_an_image_folder_splits_by_file_and_keeps_every_pixel(tmp_path):
     assert torch.equal(again.test.images, data.test.images) and again.checksum == data.checksum
     with pytest.raises(BenchError, match="no class 'cow'; it has cat, dog, eel"):
         load_dataset(f"image-folder:{tmp_path / 'pets'}", ["cow", "cat"])
+    (tmp_path / "pets" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(BenchError, match=r"cat/broken.png is not a readable image"):
+        load_dataset(f"image-folder:{tmp_path / 'pets'}", ["dog", "cat"])
 
 
 def test_an_image_folder_with_split_folders_and_grey_images(tmp_path):
@@ -191,3 +199,36 @@ def test_a_dataset_function_names_its_splits_and_is_checked(tmp_path, monkeypatc
         load_dataset("callable:bad_data:too_bright")
     with pytest.raises(BenchError, match="module 'bad_data' has no 'missing'"):
         load_dataset("callable:bad_data:missing")
+
+
+def test_a_suite_files_black_box_module_sits_beside_it(tmp_path, monkeypatch):
+    """``[black_box] classifier = "module:callable"`` is found beside the suite file, whatever the working
+    directory; its errors name the suite file's table, not the command line's options."""
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "beside_models.py").write_text(
+        "from torch import nn\n"
+        "def Flat(n_classes=2):\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, n_classes))\n")
+    path = write(tmp_path / "suite", """
+        name = "flat"
+        [dataset]
+        source = "mnist"
+        classes = [3, 8]
+        [black_box]
+        classifier = "beside_models:Flat"
+        [profiles.quick]
+    """)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    planned = plan(RunConfig(suite=str(path), explainers=("random",), out=tmp_path / "run"))
+    assert planned.user.source == "beside_models:Flat"
+    wrong = write(tmp_path / "suite", 'name = "w"\n[dataset]\nsource = "mnist"\n[black_box]\n'
+                                      'classifier = "beside_models:Nope"\n[profiles.quick]\n', "wrong.toml")
+    with pytest.raises(BenchError, match=r"suite file .*wrong.toml: \[black_box\] classifier 'beside_models:Nope': "
+                                         "module 'beside_models' has no 'Nope'"):
+        plan(RunConfig(suite=str(wrong), explainers=("random",), out=tmp_path / "run"))
+
+
+def test_suite_show_checks_the_explainer_settings(tmp_path):
+    path = write(tmp_path, 'name = "t"\n[dataset]\nsource = "mnist"\n[profiles.quick.explainers.gce]\nstesp = 1\n')
+    out = cli("suite", "show", str(path))
+    assert out.returncode == 2 and "gce: unknown setting(s) stesp" in out.stderr and out.stderr.count("\n") == 1
