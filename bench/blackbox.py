@@ -35,10 +35,6 @@ class UserClassifier:
     named_in: str = "--classifier"  # where the user named it, for the errors: the option or a suite file's table
 
     @property
-    def option(self) -> str:
-        return self.named_in
-
-    @property
     def weights_option(self) -> str:
         return "--weights" if self.named_in == "--classifier" else self.named_in.replace(" classifier", " weights")
 
@@ -97,10 +93,10 @@ def identity(spec: UserClassifier) -> dict:
     if spec.torchscript:
         path = Path(spec.source)
         if not path.is_file():
-            raise BenchError(f"{spec.option} {spec.source!r}: no such TorchScript file")
+            raise BenchError(f"{spec.named_in} {spec.source!r}: no such TorchScript file")
         code = hashlib.sha256(path.read_bytes()).hexdigest()
         return {"kind": "torchscript", "source": str(path), "code_sha256": code}
-    return {"kind": "import", "source": spec.source, "code_sha256": _resolve_callable(spec.source, spec.option)[1]}
+    return {"kind": "import", "source": spec.source, "code_sha256": _resolve_callable(spec.source, spec.named_in)[1]}
 
 
 def build(spec: UserClassifier, n_classes: int) -> nn.Module:
@@ -112,8 +108,8 @@ def build(spec: UserClassifier, n_classes: int) -> nn.Module:
         try:
             return torch.jit.load(spec.source, map_location="cpu")
         except Exception as exc:  # torch raises RuntimeError or ValueError for a file that is not TorchScript
-            raise BenchError(f"{spec.option} {spec.source!r}: not a TorchScript file ({type(exc).__name__})") from None
-    factory, _ = _resolve_callable(spec.source, spec.option)
+            raise BenchError(f"{spec.named_in} {spec.source!r}: not a TorchScript file ({type(exc).__name__})") from None
+    factory, _ = _resolve_callable(spec.source, spec.named_in)
     try:
         accepts = "n_classes" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -121,9 +117,9 @@ def build(spec: UserClassifier, n_classes: int) -> nn.Module:
     try:
         network = factory(n_classes=n_classes) if accepts else factory()
     except Exception as exc:
-        raise BenchError(f"{spec.option} {spec.source!r}: calling it failed ({type(exc).__name__}: {exc})") from None
+        raise BenchError(f"{spec.named_in} {spec.source!r}: calling it failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(network, nn.Module):
-        raise BenchError(f"{spec.option} {spec.source!r} returned {type(network).__name__}, not a torch.nn.Module")
+        raise BenchError(f"{spec.named_in} {spec.source!r} returned {type(network).__name__}, not a torch.nn.Module")
     return network
 
 
@@ -165,16 +161,16 @@ def check_outputs(network: nn.Module, spec: UserClassifier, images: torch.Tensor
     try:
         out = network(images)
     except Exception as exc:
-        raise BenchError(f"{spec.option} {spec.source}: failed on a batch of the suite's images "
+        raise BenchError(f"{spec.named_in} {spec.source}: failed on a batch of the suite's images "
                          f"{tuple(images.shape)} ({type(exc).__name__}: {exc})") from None
     finally:
         network.train(was_training)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(images), n_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise BenchError(f"{spec.option} {spec.source}: output {shape} on images {tuple(images.shape)}; expected "
+        raise BenchError(f"{spec.named_in} {spec.source}: output {shape} on images {tuple(images.shape)}; expected "
                          f"({len(images)}, {n_classes}), one column per class of the suite")
     if spec.output == "probabilities":
         sums = out.sum(1)
         if (out < 0).any() or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
-            raise BenchError(f"{spec.option} {spec.source}: --classifier-output probabilities, but its rows sum to "
+            raise BenchError(f"{spec.named_in} {spec.source}: --classifier-output probabilities, but its rows sum to "
                              f"{float(sums.min()):.4g}..{float(sums.max()):.4g} (logits? leave the flag at logits)")
