@@ -211,7 +211,6 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
         path = cache_root() / "models" / f"{kind}-{key}.pt"
 
         def restore(payload: dict) -> nn.Module:
-            payload["fit_seconds"]  # noqa: B018 (an entry without it is rebuilt: KeyError)
             network = build()
             network.load_state_dict(payload["state_dict"])
             return network

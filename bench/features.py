@@ -60,7 +60,6 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
     path = cache_root() / "models" / f"featurenet-{key}.pt"
 
     def restore(payload: dict) -> FeatureNet:
-        payload["fit_seconds"], payload["val_accuracy"]  # noqa: B018 (an entry without them is rebuilt: KeyError)
         net = FeatureNet(len(classes), data.image_shape)
         net.load_state_dict(payload["state_dict"])
         return net.to(device).eval()
@@ -80,7 +79,7 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
                      "val_accuracy": val_accuracy}  # measured once, when trained (2 s a run saved)
 
     net, payload, cached_ = cached(path, key, restore=restore, build=build, code=(__name__, "metrics.fid"),
-                                   cache=cache, log=log)
+                                   needs=("fit_seconds", "val_accuracy"), cache=cache, log=log)
     fit_seconds, val_accuracy = payload["fit_seconds"], payload["val_accuracy"]
     for p in net.parameters():
         p.requires_grad_(False)

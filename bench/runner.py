@@ -90,16 +90,18 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
                        "source": source_hash(cls.__module__, *cls.fit_depends)})
     path = cache_root() / "models" / f"{cls.fit_identity()}-{key}.pt"
 
+    restored: list[bool] = []  # whether a restore was tried (and may have half-loaded ``explainer``)
+
     def restore(payload: dict) -> Explainer:
-        payload["fit_seconds"]  # noqa: B018 (an entry without it is rebuilt: KeyError)
+        restored.append(True)
         explainer.load_state_dict(payload["state"])
         log(f"[{cls.name}] loaded from cache ({path.name})")
         return explainer
 
     def build() -> tuple[Explainer, dict]:
         nonlocal explainer
+        made = fresh() if restored else explainer  # never one a failed restore half-loaded; else the one built
         explainer = None  # not kept alive beside the one trained (memory, on a GPU)
-        made = fresh()  # never one a failed restore half-loaded
         log(f"[{cls.name}] fitting ({made.settings})")
         start = time.perf_counter()
         fit_record = made.fit(train_images, generator=torch.Generator().manual_seed(seed), log=fit_log or log)

@@ -118,18 +118,20 @@ def load_checkpoint(path: Path, *, expect_key: str, log=None) -> dict | None:
 
 
 def cached(path: Path, key: str, *, restore: Callable[[dict], T], build: Callable[[], tuple[T, dict]],
-           code: tuple[str, ...], cache: bool = True, log: Callable[[str], None] | None = None
-           ) -> tuple[T, dict, bool]:
+           code: tuple[str, ...], needs: tuple[str, ...] = ("fit_seconds",), cache: bool = True,
+           log: Callable[[str], None] | None = None) -> tuple[T, dict, bool]:
     """The one cache-or-build of every trained model (black box, FID feature network, explainer fits).
 
     Reads ``path`` (unless ``cache`` is False) and, when it holds ``key``, gives its payload to
     ``restore``, which rebuilds the model from it; a payload ``restore`` cannot use (it raises
     RuntimeError, KeyError or TypeError: another architecture, a missing entry) is rebuilt, never
-    trusted. Otherwise ``build()`` trains the model and returns it with the payload to store, which is
+    trusted; so is a payload without every entry in ``needs``. Otherwise ``build()`` trains the model and returns it with the payload to store, which is
     saved (with ``key`` and the stamp of the ``code`` modules, for ``cache prune``) when ``cache`` is on.
     Returns ``(model, payload, cached)``.
     """
     payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
+    if payload is not None and not all(k in payload for k in needs):
+        payload = None  # written by older code: rebuilt
     if payload is not None:
         try:
             return restore(payload), payload, True
