@@ -104,7 +104,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
         out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
         inception_weights: str | None = None, cache: bool = True, progress: bool = False,
         classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
-        plugins: Sequence[str] = (), command: Sequence[str] = ()) -> Results:
+        plugins: Sequence[str] = (), precision: str = "auto", command: Sequence[str] = ()) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
 
@@ -119,6 +119,8 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     file; ``weights`` a state_dict file for it (without one, the architecture is trained with the suite's
     recipe and cached); ``classifier_output`` says whether it returns ``logits`` or ``probabilities``.
     ``plugins``: files (``mine.py``) or modules whose ``@register`` adds explainers, imported first.
+    ``precision``: what fits train in: ``auto`` (bf16 autocast where the device computes bf16 natively, else
+    fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.runtime``).
     Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
     box that does not fit the suite), before any training.
     """
@@ -152,7 +154,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     config = RunConfig(suite=str(suite), profile=profile, explainers=tuple(explainers) if explainers else None,
                        seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
                        data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
-                       cache=cache, classifier=user, command=list(command))
+                       cache=cache, classifier=user, precision=precision, command=list(command))
     with bars(progress):
         run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
     return load(run_dir)

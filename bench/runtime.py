@@ -1,12 +1,17 @@
-"""Process settings that make the same work run faster, without changing a single number.
+"""How this process computes: its memory allocator, and the precision fits train in (issue 15).
 
-:func:`keep_freed_memory` is the one that pays (issue 15). glibc's ``malloc`` serves every block over
-its mmap threshold (128 KiB, rising at most to 32 MiB) with a fresh ``mmap`` and returns it to the
-kernel on ``free``, so each large tensor's pages are faulted in and zeroed again by the kernel on the
-next allocation of the same size. Scoring pushes batches of a thousand images through the black box
-(activations of about 90 MB), and there the kernel's share was two thirds of the time: a warm run of
-GCE, SVAE and Occlusion on mnist took 163 s (user 170 s, sys 134 s) and 85 s with freed memory kept
-for reuse (sys 6 s), every value identical (2-core AMD EPYC, Zen 5, AVX-512).
+:func:`keep_freed_memory` makes the same work faster without changing a single number. glibc's
+``malloc`` serves every block over its mmap threshold (128 KiB, rising at most to 32 MiB) with a fresh
+``mmap`` and returns it to the kernel on ``free``, so each large tensor's pages are faulted in and
+zeroed again by the kernel on the next allocation of the same size. Scoring pushes batches of a
+thousand images through the black box (activations of about 90 MB), and there the kernel's share was
+two thirds of the time: a warm run of GCE, SVAE and Occlusion on mnist took 163 s (user 170 s, sys
+134 s) and 85 s with freed memory kept for reuse (sys 6 s), every value identical (2-core AMD EPYC,
+Zen 5, AVX-512).
+
+:func:`training_precision_for` resolves ``--precision``: fits train under bf16 autocast where the
+device multiplies bf16 natively. That changes the numbers, as another CPU's kernels do; results record
+the precision, and a fit's cache key includes it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +50,28 @@ def keep_freed_memory() -> bool:
             pass
         log.debug("glibc malloc keeps freed memory: %s", _done)
     return _done
+
+
+#: ``--precision`` values: ``auto`` = bf16 where the device multiplies it natively, else fp32
+PRECISION_OPTIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions and matrix products natively: a CPU with AVX-512
+    BF16 or AMX (oneDNN's own check), a CUDA GPU of compute capability 8.0 or later. Elsewhere bf16 is
+    emulated and slower than float32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def training_precision_for(option: str, device: torch.device) -> str:
+    """The precision fits run in (``explainers.base.training_precision``) for the ``--precision`` option on
+    ``device``: ``auto`` gives ``bf16`` where it is native (:func:`native_bf16`) and ``fp32`` elsewhere."""
+    if option not in PRECISION_OPTIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_OPTIONS)}, got {option!r}")
+    if option == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return option

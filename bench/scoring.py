@@ -20,7 +20,7 @@ from metrics import METRICS
 from metrics.accuracy_drop import accuracy_drop
 from metrics import sweep as sweep_metrics
 from metrics.fid import extract_features, frechet_distance
-from metrics.information_flow import information_flow, information_flow_per_factor
+from metrics.information_flow import information_flow_per_factor, latent_class_probs, mutual_information_from_probs
 from metrics.posterior import aggregate_posterior_map
 from metrics.invariance import invariance_curve
 from metrics.saliency import (cascading_randomisation_scores, gini, input_support, parameterised_layers,
@@ -65,27 +65,24 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
     beta_first = lambda decode: (lambda z: decode(torch.cat([z[:, l:], z[:, :l]], dim=1)))  # noqa: E731
     decoders = {"": explainer.decode, "_posterior": lambda z: explainer.decode(to_posterior(z))}
 
+    # each estimate's draws are decoded once; its jackknife and plug-in values come from the same probabilities
     for suffix, decode in decoders.items():
-        flows = {}
-        for correction in ("jackknife", "none"):
-            _sync(device)
-            start = time.perf_counter()
-            flows[correction] = information_flow(decode, classifier, k, l, n_alpha, n_beta, generator=gen(1),
-                                                 device=device, bias_correction=correction)
-            _sync(device)
-            if suffix == "" and correction == "jackknife":
-                rows.append(row(name, "information_flow_seconds", time.perf_counter() - start))
-        rows.append(row(name, f"information_flow{suffix}", flows["jackknife"]))
+        _sync(device)
+        start = time.perf_counter()
+        probs = latent_class_probs(decode, classifier, k, l, n_alpha, n_beta, generator=gen(1), device=device)
+        rows.append(row(name, f"information_flow{suffix}", mutual_information_from_probs(probs,
+                                                                                          bias_correction="jackknife")))
+        _sync(device)
         if suffix == "":
-            rows.append(row(name, "information_flow_plugin", flows["none"]))
+            rows.insert(-1, row(name, "information_flow_seconds", time.perf_counter() - start))
+            rows.append(row(name, "information_flow_plugin", mutual_information_from_probs(probs)))
         if l > 0:
-            for correction in ("jackknife", "none"):
-                value = information_flow(beta_first(decode), classifier, l, k, n_alpha, n_beta, generator=gen(2),
-                                         device=device, bias_correction=correction)
-                if correction == "jackknife":
-                    rows.append(row(name, f"information_flow_noncausal{suffix}", value))
-                elif suffix == "":
-                    rows.append(row(name, "information_flow_noncausal_plugin", value))
+            probs = latent_class_probs(beta_first(decode), classifier, l, k, n_alpha, n_beta, generator=gen(2),
+                                       device=device)
+            rows.append(row(name, f"information_flow_noncausal{suffix}",
+                            mutual_information_from_probs(probs, bias_correction="jackknife")))
+            if suffix == "":
+                rows.append(row(name, "information_flow_noncausal_plugin", mutual_information_from_probs(probs)))
 
     per_factor = information_flow_per_factor(explainer.decode, classifier, split.n_latent, n_alpha, n_beta,
                                              generator=gen(3), device=device, bias_correction="jackknife")

@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from explainers.base import Capability, Explainer, LossHistory, check_image_shape, minibatches, register
+from explainers.base import (Capability, Explainer, LossHistory, autocast, check_image_shape, minibatches,
+                             register)
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
@@ -184,20 +185,22 @@ class GANMEX(Explainer):
             x, c_o = train_images[idx].to(self.device), labels[idx].to(self.device)
             c_t = random_other_class(c_o, self.n_classes, generator)
             # discriminator: real images vs translations
-            with torch.no_grad():
-                fake = self.generator(x, c_t)
-            if s["adversarial"] == "hinge":
-                d_loss = discriminator_hinge_loss(self.discriminator(x), self.discriminator(fake))
-            else:  # WGAN-GP critic: E[D(fake)] - E[D(real)] + lambda_gp * penalty
-                d_loss = (self.discriminator(fake).mean() - self.discriminator(x).mean()
-                          + s["lambda_gp"] * gradient_penalty(self.discriminator, x, fake, generator))
+            with torch.no_grad(), autocast(self.device):
+                fake = self.generator(x, c_t).float()
+            with autocast(self.device):
+                if s["adversarial"] == "hinge":
+                    d_loss = discriminator_hinge_loss(self.discriminator(x), self.discriminator(fake))
+                else:  # WGAN-GP critic: E[D(fake)] - E[D(real)] + lambda_gp * penalty
+                    d_loss = (self.discriminator(fake).mean() - self.discriminator(x).mean()
+                              + s["lambda_gp"] * gradient_penalty(self.discriminator, x, fake, generator))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
             # generator
-            terms = self.losses(x, c_o, c_t)
-            g_loss = (terms["adv"] + s["lambda_cls"] * terms["cls"] + s["lambda_rec"] * terms["rec"]
-                      + s["lambda_sim"] * terms["sim"])
+            with autocast(self.device):
+                terms = self.losses(x, c_o, c_t)
+                g_loss = (terms["adv"] + s["lambda_cls"] * terms["cls"] + s["lambda_rec"] * terms["rec"]
+                          + s["lambda_sim"] * terms["sim"])
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()

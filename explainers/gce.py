@@ -25,8 +25,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, check_image_shape, minibatches,
-                             register)
+from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape,
+                             minibatches, register)
 from metrics.information_flow import information_flow
 
 
@@ -128,12 +128,13 @@ class GCE(Explainer):
                                                  "neg_elbo": ("-ELBO", ".1f")})
         for step, idx in minibatches(len(train_images), s["batch_size"], steps, generator):
             x = train_images[idx].to(self.device)
-            mu, logvar = self.encoder(x)
-            z = mu + torch.randn(mu.shape, generator=generator).to(self.device) * (0.5 * logvar).exp()
-            elbo_loss = vae_loss(x, self.decoder(z), mu, logvar)
-            info = information_flow(self.decoder, self.classifier, split.n_causal, split.n_noncausal,
-                                    s["n_alpha"], s["n_beta"], generator=generator, device=self.device)
-            loss = -info + s["lam"] * elbo_loss  # maximise C + lambda * D (Eq. 3)
+            with autocast(self.device):
+                mu, logvar = self.encoder(x)
+                z = mu + torch.randn(mu.shape, generator=generator).to(self.device) * (0.5 * logvar).exp()
+                elbo_loss = vae_loss(x, self.decoder(z), mu, logvar)
+                info = information_flow(self.decoder, self.classifier, split.n_causal, split.n_noncausal,
+                                        s["n_alpha"], s["n_beta"], generator=generator, device=self.device)
+                loss = -info + s["lam"] * elbo_loss  # maximise C + lambda * D (Eq. 3)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -30,8 +30,8 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, check_image_shape, fixed_randomness,
-                             minibatches, register)
+from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape,
+                             fixed_randomness, minibatches, register)
 from explainers.gce import Decoder
 
 
@@ -138,9 +138,10 @@ class SupervisedVAE(Explainer):
                                                   "sufficiency": ("sufficiency", ".2f"),
                                                   "nll_y": ("-log p(y|z1)", ".4f")})
         for step, idx in minibatches(n, int(s["batch_size"]), steps, generator):
-            loss, terms = svae_loss(train_images[idx].to(self.device), labels[idx].to(self.device), self.encoders,
-                                    self.decoder, self.head, self.latent_split.n_causal, alpha=s["alpha"],
-                                    beta=s["beta"], generator=generator)
+            with autocast(self.device):
+                loss, terms = svae_loss(train_images[idx].to(self.device), labels[idx].to(self.device), self.encoders,
+                                        self.decoder, self.head, self.latent_split.n_causal, alpha=s["alpha"],
+                                        beta=s["beta"], generator=generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

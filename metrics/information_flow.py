@@ -77,6 +77,11 @@ def _check_bias_correction(bias_correction: str, n_beta: int) -> None:
         raise ValueError(f"the jackknife leaves out one beta draw at a time: needs n_beta >= 2, got {n_beta}")
 
 
+def _check_counts(n_causal: int, n_noncausal: int, n_alpha: int, n_beta: int) -> None:
+    if n_causal < 1 or n_noncausal < 0 or n_alpha < 1 or n_beta < 1:
+        raise ValueError("need n_causal >= 1, n_noncausal >= 0, n_alpha >= 1, n_beta >= 1")
+
+
 def _plugin_mi(p_y_given_alpha: torch.Tensor) -> torch.Tensor:
     """Plug-in I(alpha; Y) from p(y|alpha_i) of shape (..., N_alpha, M) -> (...) in nats."""
     p_y = p_y_given_alpha.mean(dim=-2)  # (..., M)
@@ -165,16 +170,27 @@ def information_flow(decode: Decode, classify: Classify, n_causal: int, n_noncau
     ...       generator=torch.Generator().manual_seed(0))), 2)   # Y = sign(alpha): log 2
     0.69
     """
-    if n_causal < 1 or n_noncausal < 0 or n_alpha < 1 or n_beta < 1:
-        raise ValueError("need n_causal >= 1, n_noncausal >= 0, n_alpha >= 1, n_beta >= 1")
+    _check_counts(n_causal, n_noncausal, n_alpha, n_beta)
     _check_bias_correction(bias_correction, n_beta)  # before any decoding
+    probs = latent_class_probs(decode, classify, n_causal, n_noncausal, n_alpha, n_beta, generator=generator,
+                               device=device, chunk_size=chunk_size)
+    return mutual_information_from_probs(probs, bias_correction=bias_correction)
+
+
+def latent_class_probs(decode: Decode, classify: Classify, n_causal: int, n_noncausal: int, n_alpha: int,
+                       n_beta: int, *, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None, chunk_size: int | None = None) -> torch.Tensor:
+    """The classifier's probabilities ``(n_alpha, n_beta, M)`` for the latents :func:`information_flow`
+    draws (the same draws for the same generator): several estimates from one decoding, e.g. the plug-in
+    and the jackknife, through :func:`mutual_information_from_probs`."""
+    _check_counts(n_causal, n_noncausal, n_alpha, n_beta)
     device = resolve_device(device)
     alpha = _normal((n_alpha, 1, n_causal), generator, device).expand(n_alpha, n_beta, n_causal)
     beta = _normal((n_alpha, n_beta, n_noncausal), generator, device)
     z = torch.cat([alpha, beta], dim=-1).reshape(n_alpha * n_beta, n_causal + n_noncausal)
     chunk = chunk_size or auto_chunk_size(z.shape[0], device)
     probs = classify_latents(decode, classify, z, chunk)  # (n_alpha * n_beta, M)
-    return mutual_information_from_probs(probs.view(n_alpha, n_beta, -1), bias_correction=bias_correction)
+    return probs.view(n_alpha, n_beta, -1)
 
 
 def information_flow_per_factor(decode: Decode, classify: Classify, n_latent: int, n_alpha: int, n_beta: int,
