@@ -104,7 +104,8 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
         out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
         inception_weights: str | None = None, cache: bool = True, progress: bool = False,
         classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
-        plugins: Sequence[str] = (), precision: str = "auto", command: Sequence[str] = ()) -> Results:
+        plugins: Sequence[str] = (), precision: str = "auto", rescore: bool = False,
+        command: Sequence[str] = ()) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
 
@@ -121,6 +122,8 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     ``plugins``: files (``mine.py``) or modules whose ``@register`` adds explainers, imported first.
     ``precision``: what fits train in: ``auto`` (bf16 autocast where the device computes bf16 natively, else
     fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.runtime``).
+    ``rescore=True`` scores every explainer again; otherwise an explainer whose fit, inputs and scoring code
+    are unchanged gets its scores from the cache (``cache=False`` neither reads nor writes them).
     Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
     box that does not fit the suite), before any training.
     """
@@ -154,7 +157,8 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     config = RunConfig(suite=str(suite), profile=profile, explainers=tuple(explainers) if explainers else None,
                        seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
                        data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
-                       cache=cache, classifier=user, precision=precision, command=list(command))
+                       cache=cache, classifier=user, precision=precision, rescore=rescore,
+                       command=list(command))
     with bars(progress):
         run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
     return load(run_dir)

@@ -9,6 +9,9 @@ genexbench writes nowhere else in it:
   feature network (``featurenet``) or an explainer's fit identity (``gce``, ``ganmex`` shared by
   ``ganmex_ig`` and ``ganmex_deeplift``, ...), ``<key>`` the hash of everything that determines it
   (settings, data, seed, the source of the code that trains it);
+- ``scores/<explainer>-<key>.pt``: one explainer's scores of one seed (its rows and the arrays its
+  figures are drawn from), ``<key>`` the hash of its fit, its settings, everything it was scored on and
+  the source of the code that scores it, so a warm run of unchanged code reads its scores back;
 - ``.<name>.<random>.tmp`` beside them while a write is in progress (:func:`bench.store.atomic_write_bytes`).
 
 A model's key is a one-way hash, so the key alone cannot say whether older code made an entry; each
@@ -29,7 +32,7 @@ from pathlib import Path
 from bench.store import cache_root
 
 #: the subdirectories genexbench writes; ``clear`` removes these and nothing else
-SUBDIRS = ("data", "models")
+SUBDIRS = ("data", "models", "scores")
 #: a temporary file older than this is a leftover of an interrupted write (a write takes seconds)
 TEMP_AGE_SECONDS = 3600
 
@@ -42,7 +45,7 @@ MNIST_DOWNLOAD = "mnist.pkl.gz"
 @dataclass(frozen=True)
 class Entry:
     path: Path
-    kind: str  # "data mnist", "data mnist download", "model gce", "temporary" or "unknown"
+    kind: str  # "data mnist", "data mnist download", "model gce", "scores gce", "temporary" or "unknown"
     size: int  # bytes
 
 
@@ -53,6 +56,8 @@ def _kind(parts: tuple[str, ...]) -> str:
         return "temporary"
     if len(parts) == 2 and parts[0] == "models" and (m := _MODEL.fullmatch(name)):
         return f"model {m['kind']}"
+    if len(parts) == 2 and parts[0] == "scores" and (m := _MODEL.fullmatch(name)):
+        return f"scores {m['kind']}"
     if len(parts) == 3 and parts[0] == "data":
         dataset = parts[1]
         if (m := _DATA.fullmatch(name)) and m["dataset"] == dataset:
@@ -63,7 +68,8 @@ def _kind(parts: tuple[str, ...]) -> str:
 
 
 def entries(root: Path | None = None) -> list[Entry]:
-    """Every file under the cache's ``data/`` and ``models/``, with its kind and size, in path order."""
+    """Every file under the cache's ``data/``, ``models/`` and ``scores/``, with its kind and size, in path
+    order."""
     root = Path(root) if root is not None else cache_root()
     out = []
     for subdir in SUBDIRS:
@@ -131,8 +137,9 @@ def _unreadable(entry: Entry) -> tuple[str | None, object]:
     except Exception as exc:  # any file torch cannot read back is one a run would rebuild
         return f"does not load ({type(exc).__name__})", None
     key = payload.get("key") if isinstance(payload, dict) else None
-    named = (_MODEL if entry.kind.startswith("model") else _DATA).fullmatch(entry.path.name)["key"]
-    stored = key if entry.kind.startswith("model") else stable_hash(key, 12)
+    keyed = entry.kind.startswith(("model", "scores"))  # the key itself in the name; data: a hash of it
+    named = (_MODEL if keyed else _DATA).fullmatch(entry.path.name)["key"]
+    stored = key if keyed else stable_hash(key, 12)
     return (None if key is not None and stored == named else "holds another key than its name"), payload
 
 
@@ -141,7 +148,8 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
 
     - a temporary file untouched for :data:`TEMP_AGE_SECONDS` (left by an interrupted write);
     - a file whose name genexbench does not write;
-    - a model of a kind the current code does not fit (an explainer removed or renamed);
+    - a model of a kind the current code does not fit, or scores of an explainer not registered (removed or
+      renamed);
     - a checkpoint that does not load or holds another key than its name says (a run rebuilds it), or a
       MNIST download that fails its checksum;
     - a model whose stored code stamp differs from today's source of its modules, or whose module is gone.
@@ -164,8 +172,14 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
             if entry.kind.removeprefix("model ") not in kinds:
                 out.append((entry, "no registered explainer fits this kind of model"))
                 continue
+        if entry.kind.startswith("scores"):
+            from explainers.base import EXPLAINERS
+
+            if entry.kind.removeprefix("scores ") not in EXPLAINERS:
+                out.append((entry, "scores of an explainer that is not registered"))
+                continue
         reason, payload = _unreadable(entry)
-        if reason is None and entry.kind.startswith("model"):
+        if reason is None and entry.kind.startswith(("model", "scores")):
             reason = _outdated(payload.get("code"))
         if reason:
             out.append((entry, reason))
@@ -201,7 +215,7 @@ def prune(root: Path | None = None, *, dry_run: bool = False) -> list[tuple[Entr
 
 
 def clear(root: Path | None = None) -> list[Entry]:
-    """Remove everything under the cache's ``data/`` and ``models/`` (the directories themselves too);
+    """Remove everything under the cache's ``data/``, ``models/`` and ``scores/`` (the directories too);
     returns what was there. Other files under the cache root are not genexbench's and stay."""
     root = Path(root) if root is not None else cache_root()
     found = entries(root)

@@ -74,7 +74,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--classifier-output", default="logits", choices=["logits", "probabilities"],
                      help="what --classifier returns (default logits)")
     run.add_argument("--no-cache", action="store_true",
-                     help="train every model afresh and store none (the downloaded data stays cached)")
+                     help="train and score everything afresh, storing no model and no score (the downloaded data "
+                          "stays cached)")
+    run.add_argument("--rescore", action="store_true",
+                     help="score every explainer again (fits still come from the cache); without it, a warm run "
+                          "of unchanged code reads each explainer's scores back from the cache")
 
     list_ = sub.add_parser("list", help="show suites, explainers and metrics")
     list_.add_argument("--json", action="store_true",
@@ -140,7 +144,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                   "cannot be told apart (their name is a one-way hash): `cache clear` removes those")
     prune = cache_sub.add_parser("prune", help=prune_help, description=prune_help)
     prune.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
-    cache_sub.add_parser("clear", help="remove every cached dataset and model (the cache's data/ and models/), "
+    cache_sub.add_parser("clear", help="remove every cached dataset, model and score (the cache's data/, models/ and scores/), "
                                        "without asking; the next run downloads and trains afresh")
     return parser
 
@@ -310,7 +314,7 @@ def _dispatch(argv: list[str] | None) -> int:
                       fid_features=args.fid_features, inception_weights=args.inception_weights,
                       cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
                       weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin,
-                      precision=args.precision, command=[*parser.prog.split(), *argv])
+                      precision=args.precision, rescore=args.rescore, command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
     except BenchError as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
+import pkgutil
 import shutil
 import time
 import zlib
@@ -51,6 +53,7 @@ class RunConfig:
     cache: bool = True  # False: neither read nor write trained models (data stays cached)
     classifier: UserClassifier | None = None  # None: the suite's GCE Table 1 black box
     precision: str = "auto"  # fits' precision: auto (bf16 where native), fp32 or bf16 (bench.runtime)
+    rescore: bool = False  # score again even where the cache holds this explainer's scores of unchanged code
     command: list[str] = field(default_factory=list)
 
 
@@ -339,6 +342,7 @@ class _Shared:
     saliency: SaliencySetup | None  # the images saliency maps are scored on, when any explainer makes maps
     latent_val: Split  # the images of the latent metrics
     latent_test: Split
+    scoring_key: dict = field(default_factory=dict)  # what every explainer's scores depend on (see _scores)
 
 
 @dataclass
@@ -393,8 +397,68 @@ def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None],
         saliency = SaliencySetup(images=images, labels=classifier.predict(images),
                                  n_randomisation=profile.randomisation_queries)
     first = lambda split, n: split if n is None else Split(split.images[:n], split.labels[:n])  # noqa: E731
+    scoring_key = {"classifier": clf_record["weights_sha256"], "suite": suite_key, "seed": config.seed,
+                   "features": {k: v for k, v in (features_record or {}).items() if k not in ("cached", "fit_seconds")},
+                   "profile": {k: getattr(profile, k) for k in SCORING_SETTINGS}, "device": device_info(device),
+                   "versions": versions()}
     return _Shared(classifier, clf_record, suite_key, setup, features_record, saliency,
-                   first(data.val, profile.latent_images), first(data.test, profile.latent_images))
+                   first(data.val, profile.latent_images), first(data.test, profile.latent_images), scoring_key)
+
+
+#: the profile's settings every explainer is scored with (part of a cached score's key)
+SCORING_SETTINGS = ("info_flow_samples", "sweep_queries", "saliency_queries", "randomisation_queries", "fid_samples",
+                    "latent_images")
+
+
+def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
+    """The modules whose source decides an explainer's scores: the explainer's own (and what its fit
+    depends on), every built-in explainer and metric module, and the scoring around them. A change to any
+    of them scores again; so does a change to the run's inputs (``_Shared.scoring_key``)."""
+    import explainers
+    import metrics
+
+    packages = [f"{pkg.__name__}.{m.name}" for pkg in (metrics, explainers) for m in pkgutil.iter_modules(pkg.__path__)]
+    for name in packages:
+        importlib.import_module(name)
+    own = (cls.__module__, *cls.fit_depends)
+    return tuple(dict.fromkeys((*own, "metrics", *packages, "bench.scoring", "bench.runner", "bench.features",
+                                "bench.classifier", "bench.data")))
+
+
+def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, shared: _Shared,
+            log: Callable[[str], None], known_sweeps: tuple[list[Row], dict] | None
+            ) -> tuple[list[Row], dict, bool]:
+    """Score ``explainer`` (:func:`bench.scoring.score_explainer`), or read its scores back from the cache
+    when the same fit was scored on the same inputs by the same code (``scores/`` in the cache; not with
+    ``--no-cache`` or ``--rescore``). Returns the rows, the arrays the figures are drawn from, and whether
+    they came from the cache. A cached score keeps the timings measured when it was computed."""
+    name, device = explainer.name, planned.device
+    n_alpha, n_beta = planned.profile.info_flow_samples
+
+    def build() -> tuple[tuple[list[Row], dict], dict]:
+        rows, arrays = score_explainer(explainer, shared.classifier, shared.latent_val, n_alpha=n_alpha,
+                                       n_beta=n_beta, seed=config.seed, device=device, sweeps=shared.sweeps,
+                                       test=shared.latent_test, saliency=shared.saliency, known_sweeps=known_sweeps)
+        stored = {k: v for k, v in arrays.items() if k != "sweep_rows"}
+        sweep_rows = [r.to_dict() for r in arrays["sweep_rows"]] if "sweep_rows" in arrays else None
+        return (rows, arrays), {"rows": [r.to_dict() for r in rows], "arrays": stored, "sweep_rows": sweep_rows}
+
+    def restore(payload: dict) -> tuple[list[Row], dict]:
+        arrays = dict(payload["arrays"])
+        if payload["sweep_rows"] is not None:
+            arrays["sweep_rows"] = [Row.from_dict(r) for r in payload["sweep_rows"]]
+        log(f"[{name}] scores from cache ({path.name})")
+        return [Row.from_dict(r) for r in payload["rows"]], arrays
+
+    code = scoring_code(type(explainer))
+    key = stable_hash({"explainer": name, "settings": explainer.settings, "fit": fit["cache_key"],
+                       "precision": fit.get("precision"), "inputs": shared.scoring_key, "source": source_hash(*code)})
+    path = cache_root() / "scores" / f"{name}-{key}.pt"
+    if config.rescore and path.exists():
+        path.unlink()
+    (rows, arrays), _, was_cached = cached(path, key, restore=restore, build=build, code=code,
+                                           needs=("rows", "arrays", "sweep_rows"), cache=config.cache, log=log)
+    return rows, arrays, was_cached
 
 
 def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Plan, shared: _Shared,
@@ -419,15 +483,12 @@ def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Pla
         fit_seconds = time.perf_counter() - start
         scoring = True
         with progress.step(prefix + f"{name} scoring"):
-            n_alpha, n_beta = planned.profile.info_flow_samples
-            rows, arrays = score_explainer(explainer, shared.classifier, shared.latent_val, n_alpha=n_alpha,
-                                           n_beta=n_beta, seed=config.seed, device=device, sweeps=shared.sweeps,
-                                           test=shared.latent_test, saliency=shared.saliency,
-                                           known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
+            rows, arrays, scores_cached = _scores(explainer, fit, config, planned, shared, log,
+                                                  known_sweeps=sweeps_by_fit.get(fit["cache_key"]))
             rows.append(row(name, "fit_seconds", fit["fit_seconds"]))
             outcome = Outcome(name, rows, fit_key=fit["cache_key"], fit_seconds=fit_seconds,
                               details={"paper": cls.paper, "capabilities": sorted(c.value for c in cls.capabilities),
-                                       "settings": explainer.settings, **fit},
+                                       "settings": explainer.settings, **fit, "scores_cached": scores_cached},
                               saliency=arrays.get("saliency"), invariance=arrays.get("invariance"))
             if arrays.get("invariance"):
                 outcome.details["invariance"] = arrays["invariance"]

@@ -97,14 +97,16 @@ def test_progress_says_k_of_n_with_times_and_ends_with_a_summary(smoke_run, tmp_
 
 
 def test_no_cache_trains_afresh_and_stores_nothing(smoke_run, tmp_path, isolated_cache):
-    before = sorted(p.name for p in (isolated_cache / "models").iterdir())
+    stored = lambda: sorted(p.name for d in ("models", "scores") if (isolated_cache / d).exists()  # noqa: E731
+                            for p in (isolated_cache / d).iterdir())
+    before = stored()
     # pixel_blend: a fit (cheap) and sweeps (so the FID feature network too)
     results = bench.run(profile="smoke", explainers=["pixel_blend"], seed=3, device="cpu", out=tmp_path / "r",
                         cache=False)
     meta = results.metadata[0]
     assert meta["cache"] is False and meta["classifier"]["cached"] is False
     assert meta["explainer_details"]["pixel_blend"]["cached"] is False and meta["fid_features"]["cached"] is False
-    assert sorted(p.name for p in (isolated_cache / "models").iterdir()) == before
+    assert stored() == before  # no model and no score written
     cached = bench.run(profile="smoke", explainers=["pixel_blend"], seed=3, device="cpu", out=tmp_path / "c")
     assert cached.metadata[0]["explainer_details"]["pixel_blend"]["cached"] is True
     values = lambda r: r.frame[~r.frame.metric.str.endswith("_seconds")].value.tolist()  # noqa: E731

@@ -265,6 +265,14 @@ def cache(tmp_path, monkeypatch):
     save_checkpoint(data / f"mnist-{stable_hash(key, 12)}.pt", {"key": key, "source": "test", "checksum": "x"})
     good.append(data / f"mnist-{stable_hash(key, 12)}.pt")
     stale += [model("retired_explainer", "5" * 16), model("svae", "6" * 16, stored="7" * 16)]
+
+    def scores(name: str, key: str, stored: str | None = None) -> Path:
+        path = root / "scores" / f"{name}-{key}.pt"
+        save_checkpoint(path, {"key": stored or key, "rows": [], "arrays": {}, "sweep_rows": None})
+        return path
+
+    good += [scores("occlusion", "a" * 16), scores("ganmex_ig", "b" * 16)]
+    stale += [scores("retired_explainer", "c" * 16), scores("saliency", "d" * 16, stored="e" * 16)]
     (models / f"exaggeration-{'8' * 16}.pt").write_bytes(b"not a checkpoint")
     (models / "notes.txt").write_text("mine")
     old_tmp, new_tmp = models / ".gce-x.pt.a1b2.tmp", models / ".gce-y.pt.c3d4.tmp"
@@ -285,6 +293,7 @@ def test_cache_info_counts_and_sizes_per_kind(cache, capsys):
     counts = {m["kind"]: int(m["n"]) for m in re.finditer(r"^  (?P<kind>\S.*?)\s+(?P<n>\d+)\s+\d", out, re.M)}
     assert counts["model gce"] == 2 and counts["model classifier"] == 1 and counts["model featurenet"] == 1
     assert counts["data mnist"] == 1 and counts["temporary"] == 2 and counts["unknown"] == 1
+    assert counts["scores occlusion"] == 1 and counts["scores ganmex_ig"] == 1
     assert counts["total"] == len(good) + len(stale)
 
 
@@ -295,6 +304,7 @@ def test_cache_prune_removes_only_what_no_run_reads(cache, capsys):
     assert all(p.exists() for p in good + stale)
     assert {Path(m) for m in re.findall(r"^would remove (/\S+) \(", out, re.M)} == set(stale)
     assert "no registered explainer fits" in out and "does not load" in out and "another key" in out
+    assert "scores of an explainer that is not registered" in out
     assert main(["cache", "prune"]) == 0
     assert f"removed {len(stale)} file(s)" in capsys.readouterr().out
     assert all(p.exists() for p in good) and not any(p.exists() for p in stale)
@@ -306,7 +316,7 @@ def test_cache_clear_removes_data_and_models_and_says_what(cache, capsys):
     assert main(["cache", "clear"]) == 0
     out = capsys.readouterr().out
     assert f"removed {len(good) + len(stale)} file(s)" in out and "removed model gce: 2 file(s)" in out
-    assert not (root / "models").exists() and not (root / "data").exists()
+    assert not (root / "models").exists() and not (root / "data").exists() and not (root / "scores").exists()
     assert (root / "README").exists()  # not genexbench's: left alone
     assert main(["cache", "info"]) == 0 and "empty" in capsys.readouterr().out
 

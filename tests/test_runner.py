@@ -111,16 +111,28 @@ def test_run_writes_record_and_leaderboard_then_reuses_the_cache(smoke_run, tmp_
     # the leaderboard is a function of the stored record alone
     assert render([load_record(out)], "md") == board
 
-    # warm: both models come from the cache and the numbers reproduce exactly
-    run(config, log=lambda m: None)
+    # warm: the models come from the cache, scored again (--rescore) the numbers reproduce exactly
+    values = lambda rec: [r.get("value") for r in rec["results"] if not (r["metric"] or "").endswith("_seconds")]  # noqa: E731
+    details = lambda rec: rec["metadata"]["explainer_details"]  # noqa: E731
+    assert not any(d["scores_cached"] for d in details(record).values())
+    run(dataclasses.replace(config, rescore=True), log=lambda m: None)
     again = load_record(config.out)
     assert again["metadata"]["classifier"]["cached"] is True
     assert again["metadata"]["explainer_details"]["gce"]["cached"] is True
     assert again["metadata"]["explainer_details"]["exaggeration"]["cached"] is True
     assert again["metadata"]["explainer_details"]["svae"]["cached"] is True
     assert again["metadata"]["fid_features"]["cached"] is True
-    values = lambda rec: [r.get("value") for r in rec["results"] if not (r["metric"] or "").endswith("_seconds")]  # noqa: E731
+    assert not any(d["scores_cached"] for d in details(again).values())
     assert values(again) == values(record)
+    # warm without --rescore: every explainer's scores (and the figures' arrays) are read back
+    messages: list[str] = []
+    run(config, log=messages.append)
+    third = load_record(config.out)
+    assert all(d["scores_cached"] for d in details(third).values())
+    assert sum("scores from cache" in m for m in messages) == len(details(third))
+    assert values(third) == values(record)
+    for figure in ("gce_factors.png", "gce_sweeps.png", "exaggeration_compatibility.png", "saliency_maps.png"):
+        assert (config.out / "figures" / figure).stat().st_size > 1000  # drawn from the arrays read back
 
 
 def test_a_failing_figure_keeps_the_explainers_scores(smoke_run, tmp_path, monkeypatch):
@@ -167,15 +179,15 @@ def test_interrupted_run_leaves_no_results_file(smoke_run, tmp_path, monkeypatch
     monkeypatch.setattr(runner_mod, "score_explainer", interrupt)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=out),
-            log=lambda m: None)
+        run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=out,
+                      rescore=True), log=lambda m: None)  # scored, not read back from the shared run's cache
     assert not out.exists()  # the folder this run created goes with it: nothing half-done is left
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
     with pytest.raises(KeyboardInterrupt):
-        run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=existing),
-            log=lambda m: None)
+        run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=existing,
+                      rescore=True), log=lambda m: None)
     assert sorted(p.name for p in existing.iterdir()) == ["notes.txt"]  # a folder it did not create stays
     torch.manual_seed(0)
 

@@ -1,0 +1,107 @@
+"""Training precision (issue 15): fits in bf16 autocast where the CPU computes bf16 natively, float32
+elsewhere; explanations and metrics always float32; the precision is in the fit's cache key and the record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.runner import fitted_explainer
+from bench.runtime import native_bf16, training_precision_for
+from explainers.base import EXPLAINERS, Capability, autocast, training_precision
+
+CPU = torch.device("cpu")
+
+
+def test_autocast_is_bf16_only_inside_a_bf16_block():
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x = torch.rand(2, 1, 8, 8)
+    with autocast(CPU):
+        assert conv(x).dtype == torch.float32  # outside any block: as written
+    with training_precision("bf16"), autocast(CPU):
+        assert conv(x).dtype == torch.bfloat16
+    with training_precision("fp32"), autocast(CPU):
+        assert conv(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        with training_precision("fp16"):
+            pass
+
+
+def test_auto_precision_follows_the_cpu():
+    assert training_precision_for("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+    assert training_precision_for("fp32", CPU) == "fp32" and training_precision_for("bf16", CPU) == "bf16"
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        training_precision_for("half", CPU)
+
+
+def test_cli_rejects_an_unknown_precision(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--precision", "fp16"])
+    assert exit_info.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["gce", "exaggeration", "svae", "ganmex_ig"])
+def test_a_bf16_fit_trains_in_bf16_and_keeps_float32_weights(name, black_box, mnist38):
+    """The same seed and steps in fp32 and bf16: the weights differ (autocast really ran the steps in bf16)
+    but stay float32 and finite, and the fit's explanations are float32."""
+    images = mnist38.train.images[:512]
+    fits = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        explainer = EXPLAINERS.get(name)(black_box, {"steps": 3, "batch_size": 16})
+        with training_precision(precision):
+            record = explainer.fit(images, generator=torch.Generator().manual_seed(0), log=lambda m: None)
+        assert all(v == v for v in record.values() if isinstance(v, float))  # no NaN loss
+        fits[precision] = explainer
+    weights = {p: torch.cat([t.flatten().float() for net in e.state_dict().values() if isinstance(net, dict)
+                             for t in net.values() if t.is_floating_point()]) for p, e in fits.items()}
+    assert all(t.dtype == torch.float32 for e in fits.values() for net in e.state_dict().values()
+               if isinstance(net, dict) for t in net.values() if t.is_floating_point())
+    assert torch.isfinite(weights["bf16"]).all() and not torch.equal(weights["fp32"], weights["bf16"])
+    x = mnist38.test.images[:4]
+    if fits["bf16"].supports(Capability.SWEEP):
+        sweep = fits["bf16"].sweep(x, torch.ones(4, dtype=torch.long), 3)
+        assert sweep.dtype == torch.float32
+
+
+def test_precision_is_in_the_fit_key_unless_fp32(black_box, mnist38, tmp_path, monkeypatch):
+    """fp32 fits keep the keys they had before precisions existed; a bf16 fit is another cache entry."""
+    monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path))
+    keys = {}
+    for precision in ("fp32", "bf16", "fp32"):
+        _, fit = fitted_explainer(EXPLAINERS.get("svae"), classifier=black_box, settings={"steps": 2},
+                                  train_images=mnist38.train.images[:256], classifier_key="box", suite_key={},
+                                  seed=0, device=CPU, log=lambda m: None, precision=precision)
+        keys.setdefault(precision, []).append((fit["cache_key"], fit["cached"], fit["precision"]))
+    (fp32_key, cached, _), (again, cached_again, _) = keys["fp32"]
+    assert fp32_key == again and not cached and cached_again  # the second fp32 fit is read back
+    assert keys["bf16"][0][0] != fp32_key and not keys["bf16"][0][1]
+    assert {p for entries in keys.values() for *_, p in entries} == {"fp32", "bf16"}
+
+
+def test_exaggeration_channels_last_explains_as_nchw(black_box, mnist38):
+    """The channels-last networks and inputs are a layout, not another model: the same weights in NCHW give
+    the same explanations up to float rounding."""
+    torch.manual_seed(0)
+    fast = EXPLAINERS.get("exaggeration")(black_box, {"steps": 2})
+    fast.fit(mnist38.train.images[:256], generator=torch.Generator().manual_seed(0), log=lambda m: None)
+    torch.manual_seed(0)
+    plain = EXPLAINERS.get("exaggeration")(black_box, {"steps": 2})
+    plain.load_state_dict(fast.state_dict())
+    for net in (plain.encoder, plain.generator, plain.discriminator):
+        net.to(memory_format=torch.contiguous_format)
+    plain._input = lambda x: x.to(plain.device)
+    x, p = mnist38.test.images[:16], torch.linspace(0, 1, 16)
+    with torch.no_grad():
+        a, b = fast.explain(x, p), plain.explain(x, p)
+    assert a.is_contiguous(memory_format=torch.channels_last) and b.is_contiguous()
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_record_names_the_precision(smoke_run):
+    meta = json.loads((smoke_run[0] / "results.json").read_text())["metadata"]
+    assert meta["precision"] == {"option": "auto", "training": training_precision_for("auto", CPU),
+                                 "native_bf16": native_bf16(CPU)}
