@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from bench.data import Split
 from bench.progress import log_to, track
 from bench.store import cache_root, cached as cached_entry, source_hash, stable_hash
+from explainers.base import float32
 
 if TYPE_CHECKING:
     from bench.blackbox import UserClassifier
@@ -103,11 +104,11 @@ class BlackBox(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (log-probabilities, up to a constant per row, when the network returns probabilities)."""
-        out = self.network(x)
+        out = float32(self.network(x))  # float32 under a bf16 fit's autocast too (explainers.base.float32)
         return out if self.output == "logits" else out.clamp_min(1e-12).log()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.network(x)
+        out = float32(self.network(x))
         return torch.softmax(out, dim=-1) if self.output == "logits" else out
 
     @torch.no_grad()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from bench.data import Split, dataset_label, load_dataset
 from bench.errors import unknown_name, user_errors
 from bench.progress import track
-from bench.store import cache_root, cached, source_hash, stable_hash
+from bench.store import cache_root, cached, sha256_file, source_hash, stable_hash
 from metrics.fid import FeatureNet, InceptionFeatures
 
 FEATURE_SEED = 0  # fixed: the extractor is part of the metric's definition, not of a run
@@ -103,5 +103,6 @@ def feature_extractor(kind: str, dataset: str, *, data_root: str | None, device:
         with user_errors():
             net = InceptionFeatures(inception_weights).to(device)
         return net, {"name": "inception-pytorch-fid", "feature_dim": InceptionFeatures.feature_dim,
-                     "description": f"pytorch-fid FID Inception pool3 from {net.weights}", "cached": True}
+                     "description": f"pytorch-fid FID Inception pool3 from {net.weights}", "cached": True,
+                     "weights_sha256": sha256_file(net.weights)}
     raise unknown_name("feature extractor", kind, ["featurenet", "inception"])

@@ -124,6 +124,13 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
                        "fit": payload.get("fit", {}), "precision": precision}
 
 
+def black_box_identity(record: dict) -> str:
+    """What a fit or a score keys the black box by: its weights, and what turns its outputs into
+    probabilities and logits (``output``) and computes them (a user black box's code), since the same
+    weights under another ``--classifier-output`` or ``forward`` are another f."""
+    return stable_hash({k: record.get(k) for k in ("name", "weights_sha256", "output", "code_sha256")})
+
+
 def explainer_seed(seed: int, name: str) -> int:
     """The seed of one explainer's fit: from the run's seed and the explainer's name, so running one
     explainer alone (``--explainers svae``) reproduces its row of the full run."""
@@ -397,7 +404,7 @@ def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None],
         saliency = SaliencySetup(images=images, labels=classifier.predict(images),
                                  n_randomisation=profile.randomisation_queries)
     first = lambda split, n: split if n is None else Split(split.images[:n], split.labels[:n])  # noqa: E731
-    scoring_key = {"classifier": clf_record["weights_sha256"], "suite": suite_key, "seed": config.seed,
+    scoring_key = {"classifier": black_box_identity(clf_record), "suite": suite_key, "seed": config.seed,
                    "features": {k: v for k, v in (features_record or {}).items() if k not in ("cached", "fit_seconds")},
                    "profile": {k: getattr(profile, k) for k in SCORING_SETTINGS}, "device": device_info(device),
                    "versions": versions()}
@@ -454,7 +461,7 @@ def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, 
     key = stable_hash({"explainer": name, "settings": explainer.settings, "fit": fit["cache_key"],
                        "precision": fit.get("precision"), "inputs": shared.scoring_key, "source": source_hash(*code)})
     path = cache_root() / "scores" / f"{name}-{key}.pt"
-    if config.rescore and path.exists():
+    if config.rescore and config.cache and path.exists():  # --no-cache touches nothing in the cache
         path.unlink()
     (rows, arrays), _, was_cached = cached(path, key, restore=restore, build=build, code=code,
                                            needs=("rows", "arrays", "sweep_rows"), cache=config.cache, log=log)
@@ -477,7 +484,7 @@ def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Pla
         with fit_step:
             explainer, fit = fitted_explainer(
                 cls, classifier=shared.classifier, settings=planned.profile.explainers.get(name, {}),
-                train_images=planned.data.train.images, classifier_key=shared.classifier_record["weights_sha256"],
+                train_images=planned.data.train.images, classifier_key=black_box_identity(shared.classifier_record),
                 suite_key=shared.suite_key, seed=explainer_seed(config.seed, cls.fit_identity()), device=device,
                 log=log, cache=config.cache, fit_log=log_to(f"explainers.{name}"), precision=planned.precision)
         fit_seconds = time.perf_counter() - start

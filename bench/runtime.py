@@ -58,12 +58,14 @@ PRECISION_OPTIONS = ("auto", "fp32", "bf16")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 convolutions and matrix products natively: a CPU with AVX-512
-    BF16 or AMX (oneDNN's own check), a CUDA GPU of compute capability 8.0 or later. Elsewhere bf16 is
-    emulated and slower than float32."""
+    BF16 (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later) or AMX tiles, a CUDA GPU of
+    compute capability 8.0 or later. Elsewhere bf16 is emulated (an AVX-512 CPU without BF16, Skylake to
+    Ice Lake) or missing, and slower than float32."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type == "cpu":
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        checks = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(bool(check()) for check in checks if check is not None)
     return False
 
 

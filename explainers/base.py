@@ -73,9 +73,12 @@ _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("precision", de
 
 @contextlib.contextmanager
 def training_precision(precision: str) -> Iterator[None]:
-    """Inside the block, fits run their forward passes and losses in ``precision``: ``"bf16"`` under
-    bfloat16 autocast (convolutions and matrix products in bf16, softmax, logs and reductions in float32;
-    weights, gradients and optimiser state stay float32), ``"fp32"`` as written. Outside, fp32.
+    """Inside the block, fits run their forward passes in ``precision``: ``"bf16"`` under bfloat16 autocast
+    (convolutions and matrix products in bf16; weights, gradients and optimiser state stay float32),
+    ``"fp32"`` as written. Outside, fp32. CPU autocast leaves softmax, logs, exponentials and reductions in
+    the dtype they are given, so every network output a loss, a log or a bin index is computed from is
+    brought back to float32 first (:func:`float32`; the black box's outputs, ``bench.classifier``), and
+    the losses of a bf16 fit are float32 arithmetic on bf16-computed activations.
 
     Explanations and metrics always run in float32; only training is affected. Where a CPU multiplies
     bf16 natively (AVX-512 BF16 or AMX), the fits run 1.4-7x faster (issue 15's note); elsewhere bf16 is
@@ -88,6 +91,13 @@ def training_precision(precision: str) -> Iterator[None]:
         yield
     finally:
         _PRECISION.reset(token)
+
+
+def float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 where autocast left it in a half type: a network output that a loss, a log, a
+    sigmoid or a comparison follows (a bf16 sigmoid rounds to exactly 1 above about 6.5, and bins computed
+    from bf16 probabilities move). A no-op on float32 (and on float64), so float32 fits are unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:

@@ -36,7 +36,7 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from explainers.base import (Capability, Explainer, LossHistory, MissingCapability, autocast, check_image_shape,
+from explainers.base import (Capability, Explainer, LossHistory, MissingCapability, autocast, check_image_shape, float32,
                              minibatches, register)
 from metrics.sweep import requested_ramp
 
@@ -136,7 +136,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             z = block(z, c)
-        return torch.sigmoid(self.out(F.relu(self.out_bn(z))))
+        return torch.sigmoid(float32(self.out(F.relu(self.out_bn(z)))))
 
 
 class ProjectionDiscriminator(nn.Module):
@@ -158,8 +158,8 @@ class ProjectionDiscriminator(nn.Module):
         return torch.cat([torch.zeros_like(self.v[:1]), self.v.cumsum(0)])
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        phi = self.phi(x)
-        return self.psi(phi).squeeze(1) + (self.ordinal_weights()[c] * phi).sum(1)
+        phi = float32(self.phi(x))
+        return float32(self.psi(phi)).squeeze(1) + (self.ordinal_weights()[c] * phi).sum(1)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -268,7 +268,7 @@ class ProgressiveExaggeration(Explainer):
     # -- fit --------------------------------------------------------------------------------
     def losses(self, x: torch.Tensor, requested: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of Eq. 9 for one batch; ``requested`` = f(x) + delta, (N,) in [0, 1]."""
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):  # a label: f's own, in float32
             c0 = bin_index(self._p(x), self.n_bins)
         ct = bin_index(requested, self.n_bins)
         z = self.encoder(x)

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from explainers.base import (Capability, Explainer, LossHistory, autocast, check_image_shape, minibatches,
-                             register)
+from explainers.base import (Capability, Explainer, LossHistory, autocast, check_image_shape, float32,
+                             minibatches, register)
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 
@@ -70,11 +70,11 @@ class StarGenerator(nn.Module):
             *[ResidualBlock(2 * ch) for _ in range(n_res)],
             nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1, bias=False), nn.InstanceNorm2d(ch, affine=True),
             nn.ReLU(),  # (N, ch, 28, 28)
-            nn.Conv2d(ch, in_ch, 7, padding=3), nn.Sigmoid())
+            nn.Conv2d(ch, in_ch, 7, padding=3))  # then a sigmoid, in float32 (forward)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(c, self.n_classes).to(x).view(len(x), -1, 1, 1).expand(-1, -1, *x.shape[2:])
-        return self.net(torch.cat([x, onehot], dim=1))
+        return torch.sigmoid(float32(self.net(torch.cat([x, onehot], dim=1))))
 
 
 class PatchDiscriminator(nn.Module):
@@ -90,7 +90,7 @@ class PatchDiscriminator(nn.Module):
             sn(nn.Conv2d(4 * ch, 1, 3, padding=1)))  # a 4x4 patch of real/fake scores
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1).mean(1)
+        return float32(self.net(x)).flatten(1).mean(1)
 
 
 class ScoreDelta(nn.Module):
@@ -186,13 +186,14 @@ class GANMEX(Explainer):
             c_t = random_other_class(c_o, self.n_classes, generator)
             # discriminator: real images vs translations
             with torch.no_grad(), autocast(self.device):
-                fake = self.generator(x, c_t).float()
+                fake = self.generator(x, c_t)
             with autocast(self.device):
                 if s["adversarial"] == "hinge":
                     d_loss = discriminator_hinge_loss(self.discriminator(x), self.discriminator(fake))
                 else:  # WGAN-GP critic: E[D(fake)] - E[D(real)] + lambda_gp * penalty
-                    d_loss = (self.discriminator(fake).mean() - self.discriminator(x).mean()
-                              + s["lambda_gp"] * gradient_penalty(self.discriminator, x, fake, generator))
+                    d_loss = self.discriminator(fake).mean() - self.discriminator(x).mean()
+            if s["adversarial"] != "hinge":  # its double backward outside autocast, in float32
+                d_loss = d_loss + s["lambda_gp"] * gradient_penalty(self.discriminator, x, fake, generator)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape,
+from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape, float32,
                              minibatches, register)
 from metrics.information_flow import information_flow
 
@@ -50,7 +50,7 @@ class Encoder(nn.Module):
         h = F.relu(self.conv1(x))
         h = F.relu(self.conv2(h))
         h = F.relu(self.conv3(F.pad(h, (1, 2, 1, 2)))).flatten(1)
-        return self.mu(h), self.logvar(h)
+        return float32(self.mu(h)), float32(self.logvar(h))
 
 
 class Decoder(nn.Module):
@@ -72,7 +72,7 @@ class Decoder(nn.Module):
         h = F.relu(self.fc(z)).view(-1, 64, *self.grid)
         h = F.relu(self.deconv1(h))
         h = F.relu(self.deconv2(h))
-        return torch.sigmoid(self.deconv3(h))
+        return torch.sigmoid(float32(self.deconv3(h)))
 
 
 def vae_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape,
+from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape, float32,
                              fixed_randomness, minibatches, register)
 from explainers.gce import Decoder
 
@@ -61,11 +61,11 @@ class Encoders(nn.Module):
 
     def q_x(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|x) from trunk features."""
-        return self.x_head(h).chunk(2, dim=1)
+        return float32(self.x_head(h)).chunk(2, dim=1)
 
     def q_xy(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of q(z|x,y) from trunk features and labels (N,)."""
-        return self.xy_head(torch.cat([h, F.one_hot(y, self.n_classes).to(h)], dim=1)).chunk(2, dim=1)
+        return float32(self.xy_head(torch.cat([h, F.one_hot(y, self.n_classes).to(h)], dim=1))).chunk(2, dim=1)
 
 
 def svae_loss(x: torch.Tensor, y: torch.Tensor, encoders: Encoders, decoder: nn.Module, head: nn.Module,
@@ -80,7 +80,7 @@ def svae_loss(x: torch.Tensor, y: torch.Tensor, encoders: Encoders, decoder: nn.
     rec = F.binary_cross_entropy(decoder(z), x, reduction="none").flatten(1).sum(1)  # -log p(x|z)   (6b)
     prior = gaussian_kl(mu_xy, logvar_xy, torch.zeros_like(mu_xy), torch.zeros_like(logvar_xy))  # (6c)
     sufficiency = gaussian_kl(mu_xy, logvar_xy, mu_x, logvar_x)  # (6d)
-    nll_y = F.cross_entropy(head(z[:, :n_z1]), y, reduction="none")  # -log p(y|z1)   (6e, Eq. 7)
+    nll_y = F.cross_entropy(float32(head(z[:, :n_z1])), y, reduction="none")  # -log p(y|z1)   (6e, Eq. 7)
     loss = (beta * (rec + prior) + (1 - beta) * sufficiency + alpha * nll_y).mean()
     terms = {"rec": rec.mean().item(), "kl": prior.mean().item(), "sufficiency": sufficiency.mean().item(),
              "nll_y": nll_y.mean().item()}

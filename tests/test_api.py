@@ -97,8 +97,8 @@ def test_progress_says_k_of_n_with_times_and_ends_with_a_summary(smoke_run, tmp_
 
 
 def test_no_cache_trains_afresh_and_stores_nothing(smoke_run, tmp_path, isolated_cache):
-    stored = lambda: sorted(p.name for d in ("models", "scores") if (isolated_cache / d).exists()  # noqa: E731
-                            for p in (isolated_cache / d).iterdir())
+    stored = lambda: {p: p.stat().st_mtime_ns for d in ("models", "scores") if (isolated_cache / d).exists()  # noqa: E731
+                      for p in (isolated_cache / d).iterdir()}
     before = stored()
     # pixel_blend: a fit (cheap) and sweeps (so the FID feature network too)
     results = bench.run(profile="smoke", explainers=["pixel_blend"], seed=3, device="cpu", out=tmp_path / "r",
@@ -106,8 +106,30 @@ def test_no_cache_trains_afresh_and_stores_nothing(smoke_run, tmp_path, isolated
     meta = results.metadata[0]
     assert meta["cache"] is False and meta["classifier"]["cached"] is False
     assert meta["explainer_details"]["pixel_blend"]["cached"] is False and meta["fid_features"]["cached"] is False
-    assert stored() == before  # no model and no score written
+    assert stored() == before  # no model and no score written, none rewritten
+    assert meta["explainer_details"]["pixel_blend"]["scores_cached"] is False
     cached = bench.run(profile="smoke", explainers=["pixel_blend"], seed=3, device="cpu", out=tmp_path / "c")
     assert cached.metadata[0]["explainer_details"]["pixel_blend"]["cached"] is True
     values = lambda r: r.frame[~r.frame.metric.str.endswith("_seconds")].value.tolist()  # noqa: E731
     assert values(results) == pytest.approx(values(cached), nan_ok=True)  # the same fit, trained again
+
+
+def test_scores_are_read_back_only_for_the_same_fit_inputs_and_code(smoke_run, tmp_path):
+    """The shared smoke run scored ``random`` for seed 3: the same run reads those scores back; ``rescore``
+    and another seed (another black box) score again."""
+    same = bench.run(profile="smoke", explainers=["random"], seed=3, device="cpu", out=tmp_path / "a")
+    again = bench.run(profile="smoke", explainers=["random"], seed=3, device="cpu", out=tmp_path / "b", rescore=True)
+    other = bench.run(profile="smoke", explainers=["random"], seed=4, device="cpu", out=tmp_path / "c")
+    cached = lambda r: r.metadata[0]["explainer_details"]["random"]["scores_cached"]  # noqa: E731
+    assert (cached(same), cached(again), cached(other)) == (True, False, False)
+    values = lambda r: r.frame[~r.frame.metric.str.endswith("_seconds")].value.tolist()  # noqa: E731
+    assert values(same) == pytest.approx(values(again), nan_ok=True) and values(other) != values(same)
+
+
+def test_the_black_box_identity_covers_how_its_outputs_are_read():
+    from bench.runner import black_box_identity
+
+    record = {"name": "my_models:Net", "weights_sha256": "ab", "output": "logits", "code_sha256": "cd"}
+    keys = {black_box_identity(record), black_box_identity({**record, "output": "probabilities"}),
+            black_box_identity({**record, "code_sha256": "ce"}), black_box_identity({**record, "weights_sha256": "ac"})}
+    assert len(keys) == 4

@@ -97,8 +97,31 @@ def test_exaggeration_channels_last_explains_as_nchw(black_box, mnist38):
     x, p = mnist38.test.images[:16], torch.linspace(0, 1, 16)
     with torch.no_grad():
         a, b = fast.explain(x, p), plain.explain(x, p)
-    assert a.is_contiguous(memory_format=torch.channels_last) and b.is_contiguous()
+    conv = fast.generator.out.weight  # a (1, 16, 3, 3) weight: channels-last is another layout than NCHW here
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.generator.out.weight.is_contiguous()
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bf16_fit_computes_its_losses_from_float32_outputs(black_box, mnist38):
+    """CPU autocast leaves softmax, logs and sigmoids in bf16: the networks' outputs that losses, logs and bins
+    are computed from come back in float32 (explainers.base.float32), while their convolutions run in bf16."""
+    x = mnist38.train.images[:4]
+    made = {name: EXPLAINERS.get(name)(black_box, {}) for name in ("gce", "svae", "exaggeration", "ganmex_ig")}
+    seen = []
+    hook = lambda module, args, out: seen.append(out.dtype)  # noqa: E731
+    with training_precision("bf16"), autocast(CPU):
+        made["gce"].encoder.conv1.register_forward_hook(hook)
+        mu, logvar = made["gce"].encoder(x)
+        outputs = {"black box": black_box(x), "logits": black_box.logits(x), "gce mu": mu, "gce logvar": logvar,
+                   "gce decoder": made["gce"].decoder(mu),
+                   "svae q(z|x)": made["svae"].encoders.q_x(made["svae"].encoders.trunk(x))[0],
+                   "exaggeration G": made["exaggeration"].explain(x, torch.rand(4)),
+                   "exaggeration D": made["exaggeration"].discriminator(x, torch.zeros(4, dtype=torch.long)),
+                   "ganmex G": made["ganmex_ig"].generator(x, torch.zeros(4, dtype=torch.long)),
+                   "ganmex D": made["ganmex_ig"].discriminator(x)}
+    assert seen == [torch.bfloat16]  # the convolution itself ran in bf16
+    assert {k: v.dtype for k, v in outputs.items()} == {k: torch.float32 for k in outputs}
 
 
 def test_the_record_names_the_precision(smoke_run):
