@@ -92,6 +92,7 @@ def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_
     explainer = fresh()
     if not explainer.supports(Capability.FIT):
         return explainer, {"cached": False, "fit_seconds": 0.0, "cache_key": None}
+    precision = precision if cls.bf16_fit else "fp32"  # an explainer whose quality bf16 costs fits in float32
     key = stable_hash({"explainer": cls.fit_identity(), "settings": explainer.fit_settings(),
                        "classifier": classifier_key, "suite": suite_key, "seed": seed,
                        "source": source_hash(cls.__module__, *cls.fit_depends),

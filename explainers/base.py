@@ -235,6 +235,9 @@ class Explainer(abc.ABC):
     randomisation_unscorable: ClassVar[str | None] = None
     #: its networks are sized from the black box's ``image_shape`` (checked by :func:`check_image_shape`)
     sized_by_image: ClassVar[bool] = False
+    #: whether its fit may train in bf16 (:func:`training_precision`): False where bf16 measurably costs
+    #: quality; the runner then fits it in float32 whatever ``--precision`` says
+    bf16_fit: ClassVar[bool] = True
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:
