@@ -82,6 +82,18 @@ def test_precision_is_in_the_fit_key_unless_fp32(black_box, mnist38, tmp_path, m
     assert {p for entries in keys.values() for *_, p in entries} == {"fp32", "bf16"}
 
 
+def test_an_explainer_bf16_costs_quality_fits_in_float32(black_box, mnist38, tmp_path, monkeypatch):
+    """The exaggeration cGAN opts out (``bf16_fit = False``): asked for bf16, it fits in float32, under the
+    float32 fit's key."""
+    monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path))
+    fits = [fitted_explainer(EXPLAINERS.get("exaggeration"), classifier=black_box, settings={"steps": 2},
+                             train_images=mnist38.train.images[:256], classifier_key="box", suite_key={}, seed=0,
+                             device=CPU, log=lambda m: None, precision=precision)[1] for precision in ("bf16", "fp32")]
+    assert [f["precision"] for f in fits] == ["fp32", "fp32"] and fits[0]["cache_key"] == fits[1]["cache_key"]
+    assert fits[1]["cached"] and EXPLAINERS.get("exaggeration").bf16_fit is False
+    assert all(EXPLAINERS.get(n).bf16_fit for n in ("gce", "svae", "ganmex_ig"))
+
+
 def test_exaggeration_channels_last_explains_as_nchw(black_box, mnist38):
     """The channels-last networks and inputs are a layout, not another model: the same weights in NCHW give
     the same explanations up to float rounding."""
