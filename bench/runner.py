@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import pkgutil
@@ -433,6 +434,21 @@ def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
                                 "bench.classifier", "bench.data")))
 
 
+def live_source_hash(cls: type) -> str:
+    """Hash of the source of every method ``cls`` and its bases hold *now*: a method replaced at run time
+    (a monkeypatch, a notebook's redefinition) changes it where the modules' files do not. Raises OSError
+    or TypeError where a method's source cannot be read (made by exec): then nothing is cached."""
+    parts = []
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        for attr, value in sorted(vars(klass).items()):
+            func = getattr(value, "__func__", value)  # staticmethod, classmethod
+            if inspect.isfunction(func):
+                parts.append(f"{klass.__qualname__}.{attr}\n{inspect.getsource(func)}")
+    return stable_hash(parts)
+
+
 def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, shared: _Shared,
             log: Callable[[str], None], known_sweeps: tuple[list[Row], dict] | None
             ) -> tuple[list[Row], dict, bool]:
@@ -459,8 +475,13 @@ def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, 
         return [Row.from_dict(r) for r in payload["rows"]], arrays
 
     code = scoring_code(type(explainer))
+    try:
+        source = {"modules": source_hash(*code), "live": live_source_hash(type(explainer))}
+    except (KeyError, OSError, TypeError) as exc:  # no source to key on (a class made in a notebook, by exec)
+        log(f"[{name}] scores not cached: its source cannot be read ({type(exc).__name__})")
+        return (*build()[0], False)
     key = stable_hash({"explainer": name, "settings": explainer.settings, "fit": fit["cache_key"],
-                       "precision": fit.get("precision"), "inputs": shared.scoring_key, "source": source_hash(*code)})
+                       "precision": fit.get("precision"), "inputs": shared.scoring_key, "source": source})
     path = cache_root() / "scores" / f"{name}-{key}.pt"
     if config.rescore and config.cache and path.exists():  # --no-cache touches nothing in the cache
         path.unlink()

@@ -133,3 +133,17 @@ def test_the_black_box_identity_covers_how_its_outputs_are_read():
     keys = {black_box_identity(record), black_box_identity({**record, "output": "probabilities"}),
             black_box_identity({**record, "code_sha256": "ce"}), black_box_identity({**record, "weights_sha256": "ac"})}
     assert len(keys) == 4
+
+
+def test_a_method_replaced_at_run_time_is_another_scores_key(monkeypatch):
+    """Scores are keyed by the source of the methods an explainer holds now, not only by its module's file:
+    a monkeypatched or redefined method is scored again (the CI recipe's sabotage test relies on it)."""
+    from bench.runner import live_source_hash
+    from explainers.base import EXPLAINERS
+
+    cls = EXPLAINERS.get("saliency")
+    before = live_source_hash(cls)
+    monkeypatch.setattr(cls, "attribute", lambda self, model, x, target: x.abs())
+    assert live_source_hash(cls) != before
+    monkeypatch.undo()
+    assert live_source_hash(cls) == before
