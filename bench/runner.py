@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -419,19 +420,24 @@ SCORING_SETTINGS = ("info_flow_samples", "sweep_queries", "saliency_queries", "r
                     "latent_images")
 
 
-def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
-    """The modules whose source decides an explainer's scores: the explainer's own (and what its fit
-    depends on), every built-in explainer and metric module, and the scoring around them. A change to any
-    of them scores again; so does a change to the run's inputs (``_Shared.scoring_key``)."""
+@functools.cache
+def _shared_scoring_code() -> tuple[str, ...]:
+    """Every built-in metric and explainer module (imported) and the scoring around them: listed once per
+    process."""
     import explainers
     import metrics
 
     packages = [f"{pkg.__name__}.{m.name}" for pkg in (metrics, explainers) for m in pkgutil.iter_modules(pkg.__path__)]
     for name in packages:
         importlib.import_module(name)
-    own = (cls.__module__, *cls.fit_depends)
-    return tuple(dict.fromkeys((*own, "metrics", *packages, "bench.scoring", "bench.runner", "bench.features",
-                                "bench.classifier", "bench.data")))
+    return ("metrics", *packages, "bench.scoring", "bench.runner", "bench.features", "bench.classifier", "bench.data")
+
+
+def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
+    """The modules whose source decides an explainer's scores: the explainer's own (and what its fit
+    depends on), every built-in explainer and metric module, and the scoring around them. A change to any
+    of them scores again; so does a change to the run's inputs (``_Shared.scoring_key``)."""
+    return tuple(dict.fromkeys((cls.__module__, *cls.fit_depends, *_shared_scoring_code())))
 
 
 def live_source_hash(cls: type) -> str:

@@ -70,11 +70,12 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
         _sync(device)
         start = time.perf_counter()
         probs = latent_class_probs(decode, classifier, k, l, n_alpha, n_beta, generator=gen(1), device=device)
-        rows.append(row(name, f"information_flow{suffix}", mutual_information_from_probs(probs,
-                                                                                          bias_correction="jackknife")))
+        flow = mutual_information_from_probs(probs, bias_correction="jackknife")
         _sync(device)
         if suffix == "":
-            rows.insert(-1, row(name, "information_flow_seconds", time.perf_counter() - start))
+            rows.append(row(name, "information_flow_seconds", time.perf_counter() - start))
+        rows.append(row(name, f"information_flow{suffix}", flow))
+        if suffix == "":
             rows.append(row(name, "information_flow_plugin", mutual_information_from_probs(probs)))
         if l > 0:
             probs = latent_class_probs(beta_first(decode), classifier, l, k, n_alpha, n_beta, generator=gen(2),
