@@ -286,6 +286,7 @@ def _dispatch(argv: list[str] | None) -> int:
             found = get_suite(args.name)
             with user_errors():
                 known = {name: EXPLAINERS.get(name) for name in EXPLAINERS.names()}
+                known.update({name: found.explainer_class(name) for name in found.variants})
             for profile in found.profiles.values():  # the settings' names too, as a run checks them
                 check_settings(found, profile, known)
             print(json.dumps(suite_dict(found), indent=1) if args.json else suite_toml(found), end="\n" if args.json else "")

@@ -79,6 +79,7 @@ class Dataset:
     test: Split
     source: str  # where the pixels came from, for the run record
     checksum: str  # of the source file(s) the pixels came from
+    truth: object = None  # a ground-truth dataset's planted truth (bench.ground_truth.Truth), else None
 
     @property
     def n_classes(self) -> int:
@@ -292,11 +293,15 @@ def _select(images: np.ndarray, labels: np.ndarray, classes: Sequence[int], scal
     return Split(x.contiguous(), y)
 
 
+#: the built-in datasets: MNIST, Fashion-MNIST and the ground-truth suites' constructions (bench.ground_truth)
+BUILTIN = ("mnist", "fmnist", "colored-mnist", "spurious-mnist")
+
+
 def dataset_kind(name: str) -> str:
     """``builtin``, ``torchvision``, ``image-folder`` or ``callable``, from a suite's dataset string."""
     kind = name.split(":", 1)[0] if ":" in name else "builtin"
-    if kind == "builtin" and name not in ("mnist", "fmnist"):
-        raise BenchError(f"unknown dataset {name!r}: use mnist, fmnist, torchvision:PATH, image-folder:PATH or "
+    if kind == "builtin" and name not in BUILTIN:
+        raise BenchError(f"unknown dataset {name!r}: use {', '.join(BUILTIN)}, torchvision:PATH, image-folder:PATH or "
                          "callable:module:function")
     if kind not in ("builtin", "torchvision", "image-folder", "callable"):
         raise BenchError(f"unknown dataset kind {kind!r} in {name!r}: use torchvision:, image-folder: or callable:")
@@ -322,6 +327,10 @@ def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str |
     a cache file that fails to load or does not match is rebuilt.
     """
     kind = dataset_kind(name)
+    if name in ("colored-mnist", "spurious-mnist"):
+        from bench import ground_truth
+
+        return ground_truth.load(name, classes, data_root=data_root)
     names = None
     if kind == "callable":
         arrays, source, checksum, names = _callable_arrays(name.split(":", 1)[1])

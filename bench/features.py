@@ -9,6 +9,7 @@ weights are on disk, pytorch-fid's Inception.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -53,6 +54,10 @@ def cached_feature_net(dataset: str, *, data_root: str | None, device: torch.dev
     training images only (None: all). ``channels``: as the suite's (image folders)."""
     data = load_dataset(dataset, None, data_root=data_root, channels=channels)
     classes = tuple(data.classes)
+    if data.truth is not None:  # a ground-truth suite: its judge classifies the content (digits), not f's labels
+        classes = data.truth.digit_classes
+        data = replace(data, **{s: Split(getattr(data, s).images, data.truth.splits[s]["digit"])
+                                for s in ("train", "val", "test")})
     train = data.train if images is None else Split(data.train.images[:images], data.train.labels[:images])
     identity = {"model": "featurenet", "dataset": dataset, "data": data.checksum, "classes": classes,
                 "epochs": epochs, "seed": FEATURE_SEED, "source": source_hash(__name__, "metrics.fid")}

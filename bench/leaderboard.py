@@ -232,10 +232,23 @@ def footer_text(board: Board) -> str:
             f"device: {', '.join(devices)}; code {', '.join(revisions)}"
             + f"; black box {black_box_name(first)} ({weights}"
             + (f", test accuracy {sum(accuracy) / len(accuracy):.4f})" if accuracy else ")")
+            + _truth_text(metas)
             + ". ↑ higher is better, ↓ lower is better, no arrow: diagnostic (never marked); "
               "best mean of each column marked, with every explainer tied with it (a difference inside either "
               "one's spread over seeds or over random tie orders); n/a: capability missing, or undefined (an FID "
               "group without enough generated images, a randomisation check of a map that never calls f).")
+
+
+def _truth_text(metas: list[dict]) -> str:
+    """A ground-truth suite's verification on its black boxes (bench.ground_truth), for the footer."""
+    checks = [m["ground_truth"] for m in metas if isinstance(m.get("ground_truth"), dict)]
+    if not checks:
+        return ""
+    from bench.ground_truth import describe
+
+    failed = sum(not c.get("passed") for c in checks)
+    seeds = f" ({len(checks) - failed} of {len(checks)} seeds verified)" if len(checks) > 1 else ""
+    return f"; ground truth {describe(checks[0])}{seeds}"
 
 
 def _title(board: Board) -> str:

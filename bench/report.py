@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from bench import leaderboard
+from bench import leaderboard, validity
 from bench.results import rows_of
 from bench.store import atomic_write_text
 
@@ -166,6 +166,8 @@ def render_report(records: Sequence[dict], figures_dir: Path | None, *, seed_lin
         parts.append("<p>Each seed's own report: " + ", ".join(
             f"<a href=\"{html.escape(link)}\">{html.escape(link)}</a>" for link in seed_links) + "</p>")
     parts.append(_factor_table(records))
+    if validity.has_points(records):
+        parts.append(validity.to_html(validity.proxy_validity(records)))
     if figures_dir is not None and figures_dir.is_dir():
         if len(records) > 1:
             parts.append(f"<p>Figures of seed {html.escape(str(meta.get('seed')))}.</p>")

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import importlib
 import inspect
+import json
 import logging
 import os
 import pkgutil
@@ -20,7 +21,8 @@ from typing import Callable
 import torch
 
 from bench import figures
-from bench import blackbox
+from bench import blackbox, validity
+from bench import ground_truth
 from bench.blackbox import UserClassifier
 from bench.classifier import cached_classifier
 from bench.data import Dataset, Split, load_dataset
@@ -30,7 +32,7 @@ from bench.progress import RunProgress, log_to
 from bench import leaderboard
 from bench.report import write_report
 from bench.runtime import native_bf16, training_precision_for
-from bench.results import RESULTS_FILE, Row, code_revision, device_info, make_record, versions, write_record
+from bench.results import RESULTS_FILE, Row, _strict, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import atomic_write_text, cache_root, cached, ensure_writable_dir, sha256_file, source_hash, stable_hash
 from bench.suites import SUITE_DIR, get_suite
@@ -155,11 +157,16 @@ def sweep_setup(config: RunConfig, data: Dataset, classifier, n_queries: int, de
     with torch.no_grad():
         real_positive = torch.cat([classifier(real[i:i + 1024].to(device))[:, positive].cpu()
                                    for i in range(0, len(real), 1024)])
+    truth = data.truth
     setup = SweepSetup(queries=queries, real_features=extract_features(extractor, real),
                        real_positive=real_positive, extractor=extractor, positive_class=positive,
                        fid_samples=fid_samples,
-                       # the feature net's label of each of f's classes (its classes: all of the dataset's)
-                       class_ids=tuple(feature_classes.index(c) for c in data.classes))
+                       # the feature net's label of each of f's classes (its classes: all of the dataset's; none
+                       # where f's classes are not the judge's, as spurious-mnist's marker classes)
+                       class_ids=(tuple(feature_classes.index(c) for c in data.classes)
+                                  if all(c in feature_classes for c in data.classes) else None),
+                       truth=truth.kind if truth is not None else None,
+                       region=truth.region if truth is not None else None, seed=config.seed)
     record = {**record, "positive_class": positive, "positive_class_id": data.classes[positive],
               "n_queries": len(setup.queries), "n_steps": setup.n_steps, "n_real": len(real),
               "fid_samples": setup.fid_samples, "fid_generated_steps": f"1..{setup.n_steps - 1}"}
@@ -259,7 +266,7 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     if len(set(names)) != len(names):
         raise BenchError(f"explainer named twice: {list(names)}")
     with user_errors():
-        classes = {name: EXPLAINERS.get(name) for name in names}  # unknown names fail here, before any work
+        classes = {name: suite.explainer_class(name) for name in names}  # unknown names fail here, before any work
     device = device_from_option(config.device)
     with user_errors():
         precision = training_precision_for(config.precision, device)
@@ -291,7 +298,7 @@ def check_settings(suite, profile, classes: dict[str, type[Explainer]]) -> None:
     where = f"suite {suite.name}" + (f" ({suite.path})" if suite.path else "") + f", profile {profile.name}"
     for name, settings in profile.explainers.items():
         if name not in classes:
-            if name not in EXPLAINERS:
+            if name not in EXPLAINERS and name not in getattr(suite, "variants", {}):
                 raise BenchError(f"{where}: settings for unknown explainer {name!r}; known: "
                                  f"{', '.join(EXPLAINERS.names())}")
             continue
@@ -353,6 +360,7 @@ class _Shared:
     latent_val: Split  # the images of the latent metrics
     latent_test: Split
     scoring_key: dict = field(default_factory=dict)  # what every explainer's scores depend on (see _scores)
+    ground_truth: dict | None = None  # a ground-truth suite's verification on this black box (bench.ground_truth)
 
 
 @dataclass
@@ -391,6 +399,10 @@ def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None],
     timings["classifier_seconds"] = time.perf_counter() - t
     log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
         + (" [cached]" if clf_record["cached"] else ""))
+    truth_record = None
+    if data.truth is not None:  # a ground-truth suite: is the planted truth what this black box uses?
+        truth_record = ground_truth.verify(classifier, data, device)
+        log(f"[ground truth] {ground_truth.describe(truth_record)}")
 
     setup, features_record = None, None
     if any(Capability.SWEEP in cls.capabilities for cls in planned.classes.values()):
@@ -404,15 +416,20 @@ def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None],
     saliency = None
     if any(Capability.SALIENCY in cls.capabilities for cls in planned.classes.values()):
         images = data.test.images[:profile.saliency_queries]
+        region = carries = None
+        if data.truth is not None and data.truth.region is not None:  # maps scored against the marker region
+            region = data.truth.region
+            carries = data.truth.splits["test"]["marker"][:profile.saliency_queries]
         saliency = SaliencySetup(images=images, labels=classifier.predict(images),
-                                 n_randomisation=profile.randomisation_queries)
+                                 n_randomisation=profile.randomisation_queries, region=region, carries=carries)
     first = lambda split, n: split if n is None else Split(split.images[:n], split.labels[:n])  # noqa: E731
     scoring_key = {"classifier": black_box_identity(clf_record), "suite": suite_key, "seed": config.seed,
                    "features": {k: v for k, v in (features_record or {}).items() if k not in ("cached", "fit_seconds")},
                    "profile": {k: getattr(profile, k) for k in SCORING_SETTINGS}, "device": device_info(device),
                    "versions": versions()}
     return _Shared(classifier, clf_record, suite_key, setup, features_record, saliency,
-                   first(data.val, profile.latent_images), first(data.test, profile.latent_images), scoring_key)
+                   first(data.val, profile.latent_images), first(data.test, profile.latent_images), scoring_key,
+                   truth_record)
 
 
 #: the profile's settings every explainer is scored with (part of a cached score's key)
@@ -528,11 +545,18 @@ def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Pla
             if arrays.get("invariance"):
                 outcome.details["invariance"] = arrays["invariance"]
             if arrays.get("saliency"):
-                outcome.details["saliency"] = {k: v for k, v in arrays["saliency"].items() if k != "maps"}
+                outcome.details["saliency"] = {k: v for k, v in arrays["saliency"].items()
+                                               if k not in ("maps", "proxy_points")}
             if arrays.get("sweeps") is not None:
                 outcome.sweeps = (arrays["sweep_rows"], arrays["sweeps"])
                 outcome.details["sweeps"] = {"n_sweeps": arrays["sweeps"]["n_sweeps"],
                                              "fid_counts": arrays["sweeps"]["fid_counts"]}
+            # proxy-validity points (ground-truth suites); sweeps shared with another explainer count once
+            shared_sweeps = sweeps_by_fit.get(fit["cache_key"]) is not None
+            points = [*(arrays.get("saliency") or {}).get("proxy_points", []),
+                      *([] if shared_sweeps else (arrays.get("sweeps") or {}).get("proxy_points", []))]
+            if points:
+                outcome.details["proxy_points"] = points
             try:  # a figure that fails loses the figure, not the explainer's scores
                 _explainer_figures(explainer, arrays, shared.sweeps, planned.data, shared.classifier, run_dir, device)
             except (KeyboardInterrupt, BenchError):
@@ -575,6 +599,7 @@ def _metadata(config: RunConfig, planned: _Plan, shared: _Shared, outcomes: list
         "classifier": {**({} if planned.user and planned.user.weights else asdict(profile.classifier)),
                        **shared.classifier_record},
         "fid_features": shared.features_record, "cache": config.cache,
+        **({"ground_truth": shared.ground_truth} if shared.ground_truth is not None else {}),
         "explainer_details": {o.name: o.details for o in outcomes if not o.failed},
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": config.command,
@@ -614,6 +639,10 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
 def write_leaderboards(run_dir: Path, records: list[dict]) -> str:
     """``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` of ``records``; returns the markdown."""
     markdown = leaderboard.render(records, "md")
+    if validity.has_points(records):  # a ground-truth suite: which proxies agree with its truth
+        rows = validity.proxy_validity(records)
+        markdown += "\n" + validity.to_markdown(rows)
+        atomic_write_text(run_dir / "proxy_validity.json", json.dumps(_strict(rows), indent=1) + "\n")
     atomic_write_text(run_dir / "leaderboard.md", markdown)
     atomic_write_text(run_dir / "leaderboard.csv", leaderboard.render(records, "csv"))
     write_report(run_dir, records)

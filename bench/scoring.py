@@ -23,8 +23,9 @@ from metrics.fid import extract_features, frechet_distance
 from metrics.information_flow import information_flow_per_factor, latent_class_probs, mutual_information_from_probs
 from metrics.posterior import aggregate_posterior_map
 from metrics.invariance import invariance_curve
-from metrics.saliency import (cascading_randomisation_scores, gini, input_support, parameterised_layers,
-                              removal_curves)
+from metrics import ground_truth as gt
+from metrics.saliency import (match_support, cascading_randomisation_scores, gini, input_support,
+                              masked_spearman_rows, parameterised_layers, removal_curves)
 
 #: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
@@ -148,6 +149,9 @@ class SweepSetup:
     fid_samples: int = 1000  # generated images per FID group, the same for every explainer
     class_ids: tuple[int, ...] | None = None  # the dataset label of each of f's classes (independent validity)
     fid_seed: int = 0  # which generated images a group's subsample keeps
+    truth: str | None = None  # a ground-truth suite's planted truth: "marker" or "colour" (bench.ground_truth)
+    region: torch.Tensor | None = None  # (1, H, W) bool: the marker's pixels ("marker")
+    seed: int = 0  # the run's seed (the noise of the graded degradations)
 
 
 def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup: SweepSetup, name: str
@@ -182,7 +186,9 @@ def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup
 @torch.no_grad()
 def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device: torch.device
                  ) -> tuple[list[Row], dict]:
-    """Sweep faithfulness (metrics.sweep) and FID by group (metrics.fid) of an explainer's counterfactual sweeps.
+    """Sweep faithfulness (metrics.sweep) and FID by group (metrics.fid) of an explainer's counterfactual sweeps;
+    on a ground-truth suite also the metrics against its truth (metrics.ground_truth), and the same numbers for
+    the sweeps blended with noise at ``gt.DEGRADATION_LEVELS`` (the proxy-validity points, ``arrays``).
 
     FID reads only what the explainer generates: steps 1..S-1 of every sweep, never step 0 (the query, or
     its reconstruction). Validity is judged twice: by ``f``, and by the FID feature network's own head (a
@@ -193,37 +199,79 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
     queries = setup.queries.to(device)
     probs0 = classifier(queries)
     index, target = explainer.sweep_targets(probs0.argmax(1).cpu(), probs0.shape[1])
-    images, probs = [], []
+    images = []
     _sync(device)
     start = time.perf_counter()
     for i in range(0, len(index), setup.batch_size):
         idx, tgt = index[i:i + setup.batch_size], target[i:i + setup.batch_size].to(device)
-        sw = explainer.sweep(queries[idx], tgt, s)  # (B, S, C, H, W)
-        images.append(sw.cpu())
-        probs.append(classifier(sw.flatten(0, 1)).unflatten(0, sw.shape[:2]).cpu())  # (B, S, M)
+        images.append(explainer.sweep(queries[idx], tgt, s).cpu())  # (B, S, C, H, W)
     _sync(device)
     seconds = (time.perf_counter() - start) / max(len(index), 1)
-    images, probs = torch.cat(images), torch.cat(probs)
+    images = torch.cat(images)
+    start_probs = probs0.cpu()[index].gather(1, target.view(-1, 1)).squeeze(1)
+    rows, arrays = judge_sweeps(name, images, index, target, start_probs, classifier, setup, device=device)
+    rows.insert(6, row(name, "sweep_seconds", seconds))
+    if setup.truth is not None:  # graded degradations: the points of the proxy-validity table
+        noise = torch.rand(images[:, 0].shape, generator=torch.Generator().manual_seed(setup.seed * 1000 + 8))
+        points = [{"capability": "sweep", "level": 0.0, "values": _values(rows)}]
+        for level in gt.DEGRADATION_LEVELS:
+            degraded, _ = judge_sweeps(name, gt.degrade_sweeps(images, level, noise), index, target, start_probs,
+                                       classifier, setup, device=device)
+            points.append({"capability": "sweep", "level": level, "values": _values(degraded)})
+        arrays["proxy_points"] = points
+    return rows, arrays
+
+
+def _values(rows: list[Row]) -> dict[str, float | None]:
+    """A point of the proxy-validity table: the whole-explainer values of ``rows`` by metric."""
+    return {r.metric: r.value for r in rows if r.factor is None and r.metric is not None}
+
+
+def _classify_sweeps(classifier, images: torch.Tensor, device: torch.device, batch: int = 100) -> torch.Tensor:
+    """f's probabilities of every image of sweeps ``(N, S, C, H, W)``: ``(N, S, M)``."""
+    return torch.cat([classifier(images[i:i + batch].flatten(0, 1).to(device)).unflatten(0, (-1, images.shape[1]))
+                      .cpu() for i in range(0, len(images), batch)])
+
+
+def _judge(setup: SweepSetup, images: torch.Tensor) -> torch.Tensor:
+    """The FID feature network's own class scores of ``images`` (N, C, H, W)."""
+    at = next(setup.extractor.parameters()).device
+    return torch.cat([setup.extractor(images[i:i + 512].to(at)).cpu() for i in range(0, len(images), 512)])
+
+
+@torch.no_grad()
+def judge_sweeps(name: str, images: torch.Tensor, index: torch.Tensor, target: torch.Tensor,
+                 start_probs: torch.Tensor, classifier, setup: SweepSetup, *, device: torch.device
+                 ) -> tuple[list[Row], dict]:
+    """Every metric of sweeps ``images`` ``(N, S, C, H, W)`` of queries ``setup.queries[index]`` toward
+    ``target``, whose f(query)[target] is ``start_probs``: faithfulness, validity, proximity, FID by group,
+    and, on a ground-truth suite, the metrics against its truth."""
+    s = images.shape[1]
+    probs = _classify_sweeps(classifier, images, device)
     target_probs = probs.gather(2, target.view(-1, 1, 1).expand(-1, s, 1)).squeeze(2)  # (N, S)
-    requested = sweep_metrics.requested_ramp(probs0.cpu()[index].gather(1, target.view(-1, 1)).squeeze(1), s)
+    requested = sweep_metrics.requested_ramp(start_probs, s)
     compat = sweep_metrics.compatibility(requested, target_probs)
+    queries, ends = setup.queries[index], images[:, -1]
     rows = [row(name, "sweep_compatibility_pearson", compat.pearson),
             row(name, "sweep_compatibility_spearman", compat.spearman),
             row(name, "sweep_compatibility_mae", compat.mae),
             row(name, "sweep_validity", sweep_metrics.validity(probs[:, -1], target)),
             row(name, "sweep_monotonicity", sweep_metrics.monotonicity(target_probs)),
-            row(name, "sweep_proximity", sweep_metrics.proximity(setup.queries[index], images[:, -1])),
-            row(name, "sweep_seconds", seconds)]
+            row(name, "sweep_proximity", sweep_metrics.proximity(queries, ends))]
     head = getattr(setup.extractor, "head", None)
     if head is not None and setup.class_ids is not None:
-        ends = images[:, -1]
-        verdict = torch.cat([setup.extractor(ends[i:i + 512].to(next(setup.extractor.parameters()).device)).cpu()
-                             for i in range(0, len(ends), 512)])  # (N, 10) the feature net's own classes
         wanted = torch.tensor(setup.class_ids)[target]  # the dataset label of each sweep's target
-        rows.append(row(name, "sweep_validity_independent", sweep_metrics.validity(verdict, wanted)))
+        rows.append(row(name, "sweep_validity_independent", sweep_metrics.validity(_judge(setup, ends), wanted)))
     else:
         rows.append(row(name, "sweep_validity_independent", None,
-                        note="the FID feature extractor has no classification head of the suite's dataset"))
+                        note="the FID feature extractor has no classification head of the suite's classes"))
+    if setup.truth == "marker":
+        rows.append(row(name, "ground_truth_change", gt.change_share(queries, ends, setup.region).mean()))
+        if head is not None:
+            kept = _judge(setup, ends).argmax(1) == _judge(setup, queries).argmax(1)
+            rows.append(row(name, "content_kept", kept.float().mean()))
+    elif setup.truth == "colour":
+        rows.append(row(name, "mode_preservation", gt.mode_preservation(queries, ends)))
 
     generated = images[:, 1:].flatten(0, 1)  # (N * (S - 1), C, H, W): step 0 is the query or its reconstruction
     fake_positive = probs[:, 1:, setup.positive_class].flatten()
@@ -236,23 +284,44 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
 
 @torch.no_grad()
 def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor, *, n_steps: int = 11,
-                        sweep_range: float = 3.0, device: torch.device) -> list[Row]:
+                        sweep_range: float = 3.0, device: torch.device, truth: SweepSetup | None = None
+                        ) -> list[Row]:
     """Change of ``f`` along a sweep of each latent factor over [z_d - r, z_d + r] around each query's own
     code (GCE Fig. 3/4; the reproducibility study's [alpha - 3, alpha + 3]), per factor and for the
-    noncausal factors together (should be ~0)."""
+    noncausal factors together (should be ~0).
+
+    ``truth``: on a marker suite (``truth.truth == "marker"``), each factor's sweeps are also scored against
+    the truth: the share of the change between the sweep's two ends inside the marker region, and the
+    fraction of ends (both) the feature network's head puts in the query's digit (does alpha control the
+    marker, and only the marker?)."""
     split, name = explainer.latent_split, explainer.name
     queries = queries.to(device)
     reference = classifier(explainer.decode(explainer.encode(queries)))
     values = torch.linspace(-sweep_range, sweep_range, n_steps)
-    changes = []
+    marker = truth is not None and truth.truth == "marker"
+    if marker and getattr(truth.extractor, "head", None) is not None:
+        digit = _judge(truth, queries.cpu()).argmax(1)
+    changes, inside, kept = [], [], []
     for d in range(split.n_latent):
         sw = explainer.sweep_factor(queries, d, values)
         probs = classifier(sw.flatten(0, 1)).unflatten(0, sw.shape[:2])
         changes.append(sweep_metrics.noncausal_change(probs, reference))
+        if marker:
+            inside.append(float(gt.change_share(sw[:, 0].cpu(), sw[:, -1].cpu(), truth.region).mean()))
+            if getattr(truth.extractor, "head", None) is not None:
+                ends = torch.cat([sw[:, 0], sw[:, -1]]).cpu()
+                kept.append(float((_judge(truth, ends).argmax(1) == digit.repeat(2)).float().mean()))
     names = split.names()
     rows = [row(name, "sweep_change_factor", v, names[d]) for d, v in enumerate(changes)]
     if split.n_noncausal:
         rows.append(row(name, "sweep_noncausal_change", sum(changes[split.n_causal:]) / split.n_noncausal))
+    if inside:
+        k = split.n_causal
+        rows += [row(name, "ground_truth_change_factor", v, names[d]) for d, v in enumerate(inside)]
+        rows.append(row(name, "ground_truth_change_causal", sum(inside[:k]) / k))
+    if kept:
+        rows += [row(name, "content_kept_factor", v, names[d]) for d, v in enumerate(kept)]
+        rows.append(row(name, "content_kept_causal", sum(kept[:k]) / k))
     return rows
 
 
@@ -264,6 +333,8 @@ class SaliencySetup:
     labels: torch.Tensor  # (N,) f's predicted classes: what each map explains
     n_randomisation: int = 20  # images of the cascading-randomisation check
     n_tie_orders: int = 5  # random orders of tied pixels the removal curves are averaged over
+    region: torch.Tensor | None = None  # a marker suite's (1, H, W) region: what f uses (bench.ground_truth)
+    carries: torch.Tensor | None = None  # (N,) bool: the images that carry the marker (ground-truth metrics)
 
 
 @contextlib.contextmanager
@@ -306,7 +377,7 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
             row(name, "removal_gap_tie_sd", curves.gap_sd),
             row(name, "saliency_gini", gini(maps).mean()), row(name, "saliency_seconds", seconds)]
     network = classifier.network  # the black box's protocol (bench.classifier.BlackBox)
-    randomisation = []
+    randomisation, randomised = [], None
     check = ("randomisation_correlation", "randomisation_correlation_signed", "randomisation_correlation_all_pixels")
     if explainer.randomisation_unscorable:
         rows += [row(name, metric, None, note=explainer.randomisation_unscorable) for metric in check]
@@ -338,11 +409,54 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
                      row(name, "randomisation_correlation_signed", _support_mean(last.signed_support, enough)),
                      row(name, "randomisation_correlation_all_pixels", _nanmean(last.absolute_all))]
             randomisation = [(layer.layer, _support_mean(layer.absolute_support, enough)) for layer in layers]
+            randomised = (seen[0], seen[-1], support, enough)
     arrays = {"maps": maps[:8].cpu(), "fractions": curves.fractions.tolist(),
               "morf_accuracy": curves.morf_accuracy.tolist(), "lerf_accuracy": curves.lerf_accuracy.tolist(),
               "morf_probability": curves.morf_probability.tolist(),
               "lerf_probability": curves.lerf_probability.tolist(), "randomisation": randomisation}
+    if setup.region is not None:
+        truth_rows, arrays["proxy_points"] = _saliency_truth(name, classifier, images, labels, maps, setup, rows,
+                                                             randomised, seed)
+        rows += truth_rows
     return rows, arrays
+
+
+def _saliency_truth(name: str, classifier, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
+                    setup: SaliencySetup, rows: list[Row], randomised, seed: int) -> tuple[list[Row], list[dict]]:
+    """Relevance mass and rank accuracy of the maps of the images that carry the planted truth, and the
+    proxy-validity points: the maps blended with noise at ``gt.DEGRADATION_LEVELS``, each scored by the
+    removal curves, Gini, the randomisation check (the randomised maps blended with the same noise) and
+    the ground-truth metrics."""
+    carries = setup.carries.to(maps.device)
+
+    def truth_values(m: torch.Tensor) -> dict[str, float | None]:
+        if not carries.any():
+            return {"ground_truth_mass": None, "ground_truth_rank": None}
+        return {"ground_truth_mass": float(gt.relevance_mass(m[carries], setup.region).mean()),
+                "ground_truth_rank": float(gt.relevance_rank(m[carries], setup.region).mean())}
+
+    note = None if carries.any() else "none of the scored images carries the planted truth"
+    values = truth_values(maps)
+    truth_rows = [row(name, metric, value, note=note) for metric, value in values.items()]
+    points = [{"capability": "saliency", "level": 0.0, "values": {**_values(rows), **values}}]
+    noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(seed * 1000 + 9)).to(maps)
+    for level in gt.DEGRADATION_LEVELS:
+        degraded = gt.degrade_maps(maps, level, noise)
+        curves = removal_curves(classifier, images, degraded, labels, relevance="positive",
+                                generator=torch.Generator().manual_seed(seed * 1000 + 6),
+                                n_tie_orders=setup.n_tie_orders)
+        point = {"removal_morf_auc": curves.morf_auc, "removal_lerf_auc": curves.lerf_auc, "removal_gap": curves.gap,
+                 "saliency_gini": float(gini(degraded).mean()), **truth_values(degraded),
+                 "randomisation_correlation": None}
+        if randomised is not None:
+            reference, last, support, enough = randomised
+            sub = noise[:len(reference)]
+            a, b = gt.degrade_maps(reference, level, sub), gt.degrade_maps(last, level, sub)
+            mask = match_support(support, a).flatten(1)
+            point["randomisation_correlation"] = _support_mean(
+                masked_spearman_rows(a.flatten(1).abs(), b.flatten(1).abs(), mask), enough)
+        points.append({"capability": "saliency", "level": level, "values": point})
+    return truth_rows, points
 
 
 def _support_mean(values: torch.Tensor, enough: torch.Tensor) -> float | None:
@@ -378,7 +492,8 @@ def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: in
             rows += r
         if sweeps is not None:
             rows += score_latent_sweeps(explainer, classifier, sweeps.queries[:200], n_steps=sweeps.n_steps,
-                                        sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device)
+                                        sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device,
+                                        truth=sweeps)
     if explainer.supports(Capability.SWEEP) and sweeps is not None:
         if known_sweeps is not None:
             r, arrays["sweeps"] = [replace(x, explainer=explainer.name) for x in known_sweeps[0]], known_sweeps[1]

@@ -61,6 +61,7 @@ from typing import Any
 
 from bench.blackbox import OUTPUTS, UserClassifier
 from bench.classifier import ClassifierConfig
+from bench.data import BUILTIN as BUILTIN_DATASETS
 from bench.errors import BenchError, unknown_name
 
 SUITE_DIR = Path(__file__).with_name("suite_files")
@@ -98,6 +99,18 @@ class Suite:
     channels: int | None = None  # image folders: convert to this many channels
     black_box: UserClassifier | None = None  # None: GCE Table 1 trained by the profile's recipe
     path: Path | None = None  # the file it was read from
+    #: name -> (registered explainer, its settings, a note): explainers that exist in this suite only
+    variants: dict[str, tuple[str, dict, str]] = field(default_factory=dict)
+
+    def explainer_class(self, name: str):
+        """The class of explainer ``name``: one of the suite's variants, or a registered explainer (a
+        LookupError naming the known ones for neither)."""
+        from explainers.base import EXPLAINERS, variant
+
+        if name in self.variants:
+            of, settings, note = self.variants[name]
+            return variant(EXPLAINERS.get(of), name, settings, note)
+        return EXPLAINERS.get(name)
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -113,7 +126,8 @@ class Suite:
 # ----------------------------------------------------------------------------- reading a file
 
 _TOP = {"name": str, "version": str, "description": str, "explainers": list, "inherit": str, "dataset": dict,
-        "black_box": dict, "settings": dict, "profiles": dict}
+        "black_box": dict, "settings": dict, "profiles": dict, "variants": dict}
+_VARIANT = {"of": str, "settings": dict, "note": str}
 _DATASET = {"source": str, "classes": list, "channels": int}
 _BLACK_BOX = {"classifier": str, "weights": str, "output": str}
 _PROFILE = {"note": str, "classifier": dict, "explainers": dict, "info_flow_samples": list, "sweep_queries": int,
@@ -190,8 +204,8 @@ def _dataset(f: _File, table: dict) -> tuple[str, tuple | None, int | None]:
     elif kind == "callable":
         if source.count(":") != 2:
             raise f.error("", f"[dataset] source {source!r}: expected callable:module:function")
-    elif source not in ("mnist", "fmnist"):
-        raise f.error("", f"[dataset] source {source!r}: expected mnist, fmnist, torchvision:PATH, "
+    elif source not in BUILTIN_DATASETS:
+        raise f.error("", f"[dataset] source {source!r}: expected {', '.join(BUILTIN_DATASETS)}, torchvision:PATH, "
                           "image-folder:PATH or callable:module:function")
     classes = table.get("classes")
     if classes is not None:
@@ -207,7 +221,7 @@ def _dataset(f: _File, table: dict) -> tuple[str, tuple | None, int | None]:
         raise f.error("", f"[dataset] channels must be 1 or 3, got {channels!r}")
     if channels is not None and kind != "image-folder":
         raise f.error("", "[dataset] channels converts an image folder's images; this source has its own")
-    if classes is not None and kind in ("mnist", "fmnist", "torchvision") and not all(
+    if classes is not None and kind in (*BUILTIN_DATASETS, "torchvision") and not all(
             isinstance(c, int) for c in classes):
         raise f.error("", f"[dataset] classes of {source!r} are label ids (integers), got {list(classes)}")
     return source, classes, channels
@@ -289,13 +303,19 @@ def load_suite_file(path: str | Path) -> Suite:
     explainers = raw.get("explainers")
     if explainers is not None and (not explainers or not all(isinstance(e, str) for e in explainers)):
         raise f.error("", "explainers must be a non-empty array of explainer names")
+    variants = {}
+    for name, table in raw.get("variants", {}).items():
+        if not isinstance(table, dict):
+            raise f.error("", f"[variants] {name} must be a table (of = \"ganmex_ig\", settings = {{...}}), got {table!r}")
+        f.check(table, _VARIANT, f"variants.{name}", required=("of",))
+        variants[name] = (table["of"], dict(table.get("settings", {})), table.get("note", ""))
     if source.startswith("callable:") and str(path.parent) not in sys.path:
         sys.path.append(str(path.parent))  # the suite's own data module sits beside it (after the working directory)
     return Suite(name=raw["name"], dataset=source, classes=classes, version=str(raw.get("version", "1")),
                  description=raw.get("description", ""),
                  default_explainers=tuple(explainers) if explainers else BUILTIN_EXPLAINERS,
                  profiles={n: _profile(f, n, t, settings) for n, t in profiles.items()},
-                 channels=channels, black_box=box, path=path)
+                 channels=channels, black_box=box, path=path, variants=variants)
 
 
 # ----------------------------------------------------------------------------- the built-in suites
@@ -317,6 +337,9 @@ def suite_dict(suite: Suite) -> dict:
                                          {"classifier": box.source, **({"weights": box.weights} if box.weights else {}),
                                           "output": box.output}),
                            "profiles": {}}
+    if suite.variants:
+        out["variants"] = {n: {"of": of, "settings": dict(settings), **({"note": note} if note else {})}
+                           for n, (of, settings, note) in suite.variants.items()}
     for name, p in suite.profiles.items():
         table = {"note": p.note, "classifier": dict(vars(p.classifier)), "info_flow_samples": list(p.info_flow_samples)}
         table.update({f.name: getattr(p, f.name) for f in fields(Profile)
@@ -353,6 +376,8 @@ def suite_toml(suite: Suite) -> str:
     lines += [f"{k} = {_toml_value(data[k])}" for k in ("name", "version", "description", "explainers")]
     for table in ("dataset", "black_box"):
         lines += ["", f"[{table}]", *(f"{k} = {_toml_value(v)}" for k, v in data[table].items())]
+    for name, table in data.get("variants", {}).items():
+        lines += ["", f"[variants.{_toml_key(name)}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items())]
     for name, profile in data["profiles"].items():
         lines += ["", f"[profiles.{_toml_key(name)}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in profile.items() if k != "explainers"]

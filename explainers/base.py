@@ -238,6 +238,8 @@ class Explainer(abc.ABC):
     #: whether its fit may train in bf16 (:func:`training_precision`): False where bf16 measurably costs
     #: quality; the runner then fits it in float32 whatever ``--precision`` says
     bf16_fit: ClassVar[bool] = True
+    #: the registered explainer a suite's variant (:func:`variant`) was made from; None for a registered one
+    variant_of: ClassVar[str | None] = None
 
     def __init__(self, classifier: nn.Module, settings: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:
@@ -440,6 +442,23 @@ class Registry:
 
 
 EXPLAINERS = Registry("explainer", Explainer, discover="explainers", entry_points="genexbench.explainers")
+
+
+def variant(base: type[Explainer], name: str, settings: dict[str, Any], note: str = "") -> type[Explainer]:
+    """An explainer ``name`` that is ``base`` with other default ``settings`` (a suite file's ``[variants]``:
+    the GANMEX loss ablations of colored-mnist, say). It shares ``base``'s fit identity, so its fit starts
+    from the same seed as the base's (an ablation differs in the settings alone), and its fit's cache key
+    holds its settings. Not registered: it exists in the suite that declares it. ValueError for a setting
+    ``base`` does not have."""
+    unknown = sorted(set(settings) - set(base.defaults))
+    if unknown:
+        raise ValueError(f"variant {name} of {base.name}: unknown setting(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(base.defaults))}")
+    described = note or ", ".join(f"{k}={v}" for k, v in settings.items())
+    return type(f"{base.__name__}_{name}", (base,), {
+        "name": name, "defaults": {**base.defaults, **settings}, "fit_name": base.fit_identity(),
+        "__module__": base.__module__, "variant_of": base.name,
+        "paper": f"{base.paper} [variant of {base.name}: {described}]"})
 
 
 def register(name: str) -> Callable[[type], type]:

@@ -114,6 +114,30 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
                "mean |change of f's predicted-class probability| along sweeps of the noncausal factors: ~0"),
     MetricInfo("sweep_change_factor", None, "latent", "probability",
                "mean |change of f's predicted-class probability| along a sweep of each latent factor"),
+    MetricInfo("ground_truth_mass", True, "saliency", "fraction",
+               "ground-truth suites: share of |map| inside the planted region f uses (relevance mass accuracy, "
+               "Arras et al. 2022), on the images that carry it"),
+    MetricInfo("ground_truth_rank", True, "saliency", "fraction",
+               "ground-truth suites: fraction of the region's pixels among the map's |region| most relevant pixels "
+               "(relevance rank accuracy, Arras et al. 2022; ties counted in expectation)"),
+    MetricInfo("ground_truth_change", True, "sweep", "fraction",
+               "ground-truth suites: share of the total |pixel change| from the query to the sweep's end that lies "
+               "inside the planted region"),
+    MetricInfo("content_kept", True, "sweep", "fraction",
+               "ground-truth suites: fraction of sweeps whose end the FID feature network's head puts in the "
+               "query's digit (a sweep should move the marker and leave the digit)"),
+    MetricInfo("mode_preservation", True, "sweep", "fraction",
+               "colored-mnist: fraction of sweeps whose end keeps the query's colour (dominant channel; GANMEX "
+               "App. Fig. 9B)"),
+    MetricInfo("ground_truth_change_causal", True, "latent", "fraction",
+               "ground-truth suites: share of the change between the ends of a causal factor's latent sweep "
+               "inside the planted region, mean over the causal factors (does alpha control the marker?)"),
+    MetricInfo("ground_truth_change_factor", None, "latent", "fraction",
+               "ground_truth_change_causal of each single latent factor"),
+    MetricInfo("content_kept_causal", True, "latent", "fraction",
+               "ground-truth suites: fraction of a causal factor's latent-sweep ends that keep the query's digit "
+               "(the feature network's head), mean over the causal factors"),
+    MetricInfo("content_kept_factor", None, "latent", "fraction", "content_kept_causal of each single latent factor"),
     MetricInfo("sweep_seconds", None, "sweep", "s", "time to make one sweep (per query image), on the run's device"),
     MetricInfo("fit_seconds", None, "fit", "s", "time the fit took when it was trained (kept when loaded from the cache)"),
     MetricInfo("information_flow_seconds", None, "latent", "s",

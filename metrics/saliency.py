@@ -312,7 +312,7 @@ def input_support(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"maps of shape {tuple(maps.shape)} do not match images {tuple(images.shape)}")
 
 
-def _match_support(support: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+def match_support(support: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     support = support.bool().to(maps.device)
     if support.shape == maps.shape:
         return support
@@ -397,7 +397,7 @@ def cascading_randomisation_scores(model: nn.Module, saliency: Callable[[nn.Modu
     ``absolute_all`` keeps the all-pixel |map| correlation as the peer library's diagnostic.
     """
     reference = saliency(model)
-    mask = _match_support(support, reference).flatten(1)
+    mask = match_support(support, reference).flatten(1)
     ref = reference.flatten(1)
     out = []
     for name, maps in _randomised_maps(model, saliency, seed):

@@ -1,0 +1,161 @@
+"""Metrics against a planted ground truth, and how well a proxy metric agrees with one (issue 14).
+
+Saliency maps, against a region ``R`` that holds what f uses (Arras, Osman & Samek 2022, CLEVR-XAI):
+
+- relevance mass accuracy: the share of a map's |relevance| inside ``R``;
+- relevance rank accuracy: the fraction of ``R``'s pixels among the map's ``|R|`` most relevant pixels.
+
+Arras et al. count positive relevance only; we count |relevance| (issue 14), so a map whose sign says
+"against" still points at the region. Per pixel, a map's channels are summed (|.| first), as the region is
+a set of pixels. A map that is constant (all zero, say) ranks no pixel above another: its mass is the
+region's share of the image, as a uniform map's, and its rank accuracy is the expectation over tie orders,
+which is the same share.
+
+Counterfactual sweeps, against the same region and the content f should not need:
+
+- change share: the share of the total |pixel change| from the query to the sweep's end inside ``R``;
+- content kept: the fraction of sweeps whose end a judge (the FID feature network's digit head) puts in the
+  query's class;
+- mode preservation (colored-mnist, GANMEX App. Fig. 9B): the fraction of sweeps whose end keeps the
+  query's colour (the channel with most of the intensity).
+
+Proxy validity: the Spearman correlation, across explainers and their graded degradations, of a proxy metric
+with a ground-truth metric, with a bootstrap interval over explainers (a degradation moves with the explainer
+it degrades, so explainers are the resampled unit), ``None`` below ``MIN_POINTS`` points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+MIN_POINTS = 8  # DESIGN.md: "print n/a below 8 points"
+DEGRADATION_LEVELS = (0.25, 0.5, 0.75)  # noise blended into a map or a sweep (the proxy-validity points)
+
+
+def _per_pixel(maps: torch.Tensor) -> torch.Tensor:
+    """|maps| summed over channels, flattened: ``(N, P)``."""
+    a = maps.abs()
+    return (a.sum(1) if a.dim() == 4 else a).flatten(1).double()
+
+
+def _region(region: torch.Tensor, n: int) -> torch.Tensor:
+    """The region as ``(N, P)`` bool (from ``(H, W)``, ``(1, H, W)`` or per image ``(N, 1, H, W)``)."""
+    r = region.bool()
+    r = r.any(-3) if r.dim() >= 3 else r  # channels of a pixel count once
+    return r.reshape(-1, r.shape[-2] * r.shape[-1]).expand(n, -1) if r.dim() == 2 else r.flatten(1)
+
+
+def relevance_mass(maps: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Relevance mass accuracy ``(N,)``: sum of |map| in ``region`` / sum of |map| (module docstring)."""
+    a = _per_pixel(maps)
+    r = _region(region, len(a)).to(a.device)
+    total = a.sum(1)
+    share = r.double().mean(1)
+    return torch.where(total > 0, (a * r).sum(1) / total.clamp_min(1e-300), share).float()
+
+
+def relevance_rank(maps: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Relevance rank accuracy ``(N,)``: of the ``K = |region|`` most relevant pixels (|map|), the fraction in
+    the region; pixels tied with the K-th count in expectation over a random order of the ties."""
+    a = _per_pixel(maps)
+    r = _region(region, len(a)).to(a.device)
+    k = r.sum(1)  # (N,)
+    kth = a.sort(1, descending=True).values.gather(1, (k - 1).clamp_min(0).view(-1, 1))  # (N, 1) the K-th value
+    above, tied = a > kth, a == kth
+    slots = k - above.sum(1)  # places left for the tied pixels
+    hits = (above & r).sum(1) + slots * (tied & r).sum(1) / tied.sum(1).clamp_min(1)
+    return torch.where(k > 0, hits / k.clamp_min(1), torch.zeros_like(hits, dtype=torch.double)).float()
+
+
+def change_share(start: torch.Tensor, end: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Share of the total |end - start| (pixels, channels summed) inside ``region``, ``(N,)``; 0 for a sweep
+    that changes nothing (it did not change the region)."""
+    change = _per_pixel(end - start)
+    r = _region(region, len(change)).to(change.device)
+    total = change.sum(1)
+    return torch.where(total > 0, (change * r).sum(1) / total.clamp_min(1e-300), torch.zeros_like(total)).float()
+
+
+def dominant_channel(images: torch.Tensor) -> torch.Tensor:
+    """The channel holding most of each image's intensity ``(N,)`` (a colored-mnist image's colour)."""
+    return images.flatten(2).sum(2).argmax(1)
+
+
+def mode_preservation(start: torch.Tensor, end: torch.Tensor) -> float:
+    """Fraction of sweeps whose end keeps the dominant channel of its query."""
+    return float((dominant_channel(start) == dominant_channel(end)).float().mean())
+
+
+def degrade_maps(maps: torch.Tensor, level: float, noise: torch.Tensor) -> torch.Tensor:
+    """``maps`` blended with ``noise`` (uniform [0, 1) maps of the same shape): ``(1 - level) * m / max|m| +
+    level * noise``, each map scaled to max |m| = 1 first (an all-zero map stays zero before the blend)."""
+    scale = maps.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *[1] * (maps.dim() - 1))
+    return (1 - level) * maps / scale + level * noise
+
+
+def degrade_sweeps(sweeps: torch.Tensor, level: float, noise: torch.Tensor) -> torch.Tensor:
+    """Sweeps ``(N, S, C, H, W)`` blended with a noise image per sweep ``(N, C, H, W)`` in proportion to the
+    step (step 0, the start, is left; the end is ``(1 - level) * end + level * noise``)."""
+    t = torch.linspace(0, 1, sweeps.shape[1], dtype=sweeps.dtype).view(1, -1, 1, 1, 1)
+    return sweeps + level * t * (noise.unsqueeze(1) - sweeps)
+
+
+@dataclass(frozen=True)
+class Correlation:
+    rho: float | None  # Spearman rank correlation over the points (None: too few points, or a constant side)
+    low: float | None  # bootstrap 95% interval over explainers
+    high: float | None
+    n_points: int
+    n_explainers: int
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """scipy's ``spearmanr(x, y).statistic`` (ties averaged), without its per-call overhead (the bootstrap calls
+    this thousands of times); None where a side is constant or there are fewer than 3 points."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+
+
+
+def proxy_correlation(proxy: Sequence[Sequence[float]], truth: Sequence[Sequence[float]],
+                      clusters: Sequence[str], *, n_boot: int = 2000, seed: int = 0,
+                      min_points: int = MIN_POINTS) -> Correlation:
+    """Spearman correlation of a proxy with a ground-truth metric, averaged over seeds.
+
+    ``proxy[s][i]``, ``truth[s][i]``: seed ``s``'s value of point ``i`` (an explainer or one of its
+    degradations; NaN where a value is missing), ``clusters[i]`` the explainer point ``i`` belongs to.
+    rho is the mean over seeds of each seed's correlation; its 95% interval is the percentile bootstrap
+    that resamples explainers (all their points, in every seed) with replacement. ``None`` throughout
+    when fewer than ``min_points`` points have both values.
+    """
+    x, y = np.asarray(proxy, dtype=float), np.asarray(truth, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y)).any(0)  # a point counts when every seed has both values
+    x, y = x[:, keep], y[:, keep]
+    labels = np.asarray(clusters)[keep]
+    names = sorted(set(labels.tolist()))
+    n = int(keep.sum())
+    if n < min_points:
+        return Correlation(None, None, None, n, len(names))
+
+    def mean_rho(columns: np.ndarray) -> float | None:
+        values = [spearman(x[s, columns], y[s, columns]) for s in range(len(x))]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    rho = mean_rho(np.arange(n))
+    members = [np.flatnonzero(labels == c) for c in names]
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        columns = np.concatenate([members[i] for i in rng.integers(len(names), size=len(names))])
+        value = mean_rho(columns)
+        if value is not None:
+            boot.append(value)
+    low, high = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else (None, None)
+    return Correlation(rho, low, high, n, len(names))
