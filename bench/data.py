@@ -15,6 +15,10 @@ Fashion-MNIST
     (``/usr/share/datasets/fashion-mnist``) or a directory given with
     ``$GENEXBENCH_FMNIST_ROOT``.
 
+colored-mnist, spurious-mnist
+    The ground-truth suites' constructions over MNIST (:mod:`bench.ground_truth`): digits drawn
+    in a random colour, or carrying a marker that alone decides the label.
+
 A suite file may name its data in three more ways (``dataset`` strings, see :func:`load_dataset`):
 
 ``torchvision:PATH``

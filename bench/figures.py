@@ -231,3 +231,33 @@ def removal_curves(arrays: dict[str, dict], path: Path) -> Path:
     axes[0].set_ylabel("f's accuracy (vs its own labels)")
     axes[0].legend(fontsize=6, ncol=2)
     return _save(fig, path)
+
+
+def proxy_scatter(records: list[dict], pairs: list[tuple[str, str, str]], path: Path) -> Path:
+    """Each proxy against its ground-truth metric (the proxy-validity table's points), one panel per
+    ``(capability, proxy, truth)`` of ``pairs``: an explainer's own value as a large dot, its noise-blended
+    degradations as smaller dots of its colour, every seed of ``records``."""
+    names = sorted({n for r in records for n, d in (r["metadata"].get("explainer_details") or {}).items()
+                    if d.get("proxy_points")})
+    colours = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
+    cols = min(4, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (capability, proxy, truth) in zip(axes.flat, pairs):
+        for record in records:
+            for name, details in (record["metadata"].get("explainer_details") or {}).items():
+                for p in details.get("proxy_points") or ():
+                    x, y = p["values"].get(proxy), p["values"].get(truth)
+                    if p["capability"] == capability and x is not None and y is not None:
+                        ax.scatter(x, y, s=36 if p["level"] == 0 else 10, color=colours[name],
+                                   alpha=1.0 if p["level"] == 0 else 0.5, linewidths=0)
+        ax.set_xlabel(proxy, fontsize=8)
+        ax.set_ylabel(truth, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[n], label=n) for n in names]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    fig.suptitle("proxy against ground truth (large: the explainer; small: blended with noise)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

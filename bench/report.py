@@ -32,6 +32,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      "f's accuracy as the most (MoRF) or least (LeRF) relevant pixels are replaced by noise; the random map in black."),
     ("Information flow and accuracy drop per factor", ("*_factors.png",), "GCE Fig. 5a-b."),
     ("Latent sweeps", ("*_latent_sweeps.png",), "Every latent factor swept, the others kept (GCE Fig. 3)."),
+    ("Proxy validity", ("proxy_validity.png",),
+     "Each proxy metric against the ground truth of its capability, every explainer and its noise-blended "
+     "degradations (ground-truth suites)."),
     ("Invariance", ("invariance_curves.png", "*_invariances_*.png"),
      "Fraction of test images keeping f's label as the noncausal latents are redrawn (SVAE Fig. 2), and two "
      "noncausal latents crossed around one image (SVAE Fig. 3)."),
@@ -65,16 +68,23 @@ window.addEventListener('load', function () {
 """
 
 
-def _figure_files(figures_dir: Path) -> list[tuple[str, str, list[Path]]]:
+def _figure_files(figures_dirs: Sequence[Path]) -> list[tuple[str, str, list[Path]]]:
+    """The figures of ``figures_dirs`` by section; a file name found in an earlier folder hides a later one's
+    (a pooled run's own figures, then its first seed's)."""
+    by_name: dict[str, Path] = {}
+    for folder in figures_dirs:
+        for p in sorted(folder.glob("*.png")) if folder.is_dir() else ():
+            by_name.setdefault(p.name, p)
+    pool = sorted(by_name.values(), key=lambda p: p.name)
     seen: set[Path] = set()
     out = []
     for heading, patterns, text in SECTIONS:
-        files = [p for pattern in patterns for p in sorted(figures_dir.glob(pattern)) if p not in seen]
+        files = [p for pattern in patterns for p in pool if p.match(pattern) and p not in seen]
         files = [p for p in files if not (p.name.endswith("_latent_sweeps.png") and heading != "Latent sweeps")]
         seen.update(files)
         if files:
             out.append((heading, text, files))
-    rest = sorted(set(figures_dir.glob("*.png")) - seen)
+    rest = [p for p in pool if p not in seen]
     if rest:
         out.append(("Other figures", "", rest))
     return out
@@ -150,7 +160,8 @@ def _factor_table(records: Sequence[dict]) -> str:
             f"<tbody>{body}</tbody></table>")
 
 
-def render_report(records: Sequence[dict], figures_dir: Path | None, *, seed_links: Sequence[str] = ()) -> str:
+def render_report(records: Sequence[dict], figures_dir: Path | Sequence[Path] | None, *,
+                  seed_links: Sequence[str] = ()) -> str:
     board = leaderboard.build_board(records)
     meta = records[0]["metadata"]
     title = f"genexbench: {meta.get('suite')} ({meta.get('profile')})"
@@ -168,10 +179,11 @@ def render_report(records: Sequence[dict], figures_dir: Path | None, *, seed_lin
     parts.append(_factor_table(records))
     if validity.has_points(records):
         parts.append(validity.to_html(validity.proxy_validity(records)))
-    if figures_dir is not None and figures_dir.is_dir():
+    dirs = [] if figures_dir is None else [figures_dir] if isinstance(figures_dir, Path) else list(figures_dir)
+    if any(d.is_dir() for d in dirs):
         if len(records) > 1:
-            parts.append(f"<p>Figures of seed {html.escape(str(meta.get('seed')))}.</p>")
-        for heading, text, files in _figure_files(figures_dir):
+            parts.append(f"<p>Figures of seed {html.escape(str(meta.get('seed')))}, where not of every seed.</p>")
+        for heading, text, files in _figure_files(dirs):
             parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>" + "".join(map(_img, files)))
     parts += ["<h2>Timings</h2>", _timings(records), "<h2>Provenance</h2>", _provenance(records)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -184,9 +196,8 @@ def write_report(run_dir: Path, records: Sequence[dict] | None = None) -> Path:
     run_dir = Path(run_dir)
     records = list(records) if records is not None else leaderboard.run_records([run_dir])
     seed_dirs = sorted((p.parent for p in run_dir.glob("seed*/results.json")), key=leaderboard.seed_of_dir)
-    figures_dir = run_dir / "figures" if (run_dir / "figures").is_dir() else (
-        seed_dirs[0] / "figures" if seed_dirs else None)
+    figures_dirs = [run_dir / "figures", *([seed_dirs[0] / "figures"] if seed_dirs else [])]
     links = [f"{p.name}/{REPORT_FILE}" for p in seed_dirs if (p / REPORT_FILE).exists()]
     path = run_dir / REPORT_FILE
-    atomic_write_text(path, render_report(records, figures_dir, seed_links=links))
+    atomic_write_text(path, render_report(records, figures_dirs, seed_links=links))
     return path

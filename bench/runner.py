@@ -643,6 +643,13 @@ def write_leaderboards(run_dir: Path, records: list[dict]) -> str:
         rows = validity.proxy_validity(records)
         markdown += "\n" + validity.to_markdown(rows)
         atomic_write_text(run_dir / "proxy_validity.json", json.dumps(_strict(rows), indent=1) + "\n")
+        try:  # a figure never costs the run its tables
+            figures.proxy_scatter(records, [(r["capability"], r["proxy"], r["truth"]) for r in rows if r["n_points"]],
+                                  run_dir / "figures" / "proxy_validity.png")
+        except (KeyboardInterrupt, BenchError):
+            raise
+        except Exception as exc:
+            _log(f"[run] proxy-validity figure failed: {type(exc).__name__}: {exc}")
     atomic_write_text(run_dir / "leaderboard.md", markdown)
     atomic_write_text(run_dir / "leaderboard.csv", leaderboard.render(records, "csv"))
     write_report(run_dir, records)

@@ -16,7 +16,8 @@ The format (``python -m bench suite show mnist`` prints a complete one)::
     inherit = "mnist"                # optional: start from a built-in suite's settings and profiles
 
     [dataset]
-    source = "image-folder:shapes"   # mnist | fmnist | torchvision:PATH | image-folder:PATH | callable:mod:fn
+    source = "image-folder:shapes"   # mnist | fmnist | colored-mnist | spurious-mnist | torchvision:PATH |
+                                     # image-folder:PATH | callable:mod:fn
     classes = ["circle", "square"]   # optional: label ids, or an image folder's class names (default: all)
     channels = 3                     # optional, image folders: convert every image to 1 or 3 channels
 
@@ -27,6 +28,11 @@ The format (``python -m bench suite show mnist`` prints a complete one)::
 
     [settings.gce]                   # settings every profile shares (under each profile's own)
     n_causal = 1
+
+    [variants.ig_short]              # an explainer of this suite only: a registered one with other defaults
+    of = "integrated_gradients"      # (its fit, if any, starts from the base's seed: an ablation)
+    settings = { n_steps = 10 }
+    note = "IG with 10 steps"
 
     [profiles.quick]                 # any number of profiles; every key optional (defaults: Profile below)
     note = "what this profile is"
@@ -87,7 +93,7 @@ class Profile:
 @dataclass(frozen=True)
 class Suite:
     name: str
-    dataset: str  # a bench.data.load_dataset name: mnist, fmnist, torchvision:PATH, image-folder:PATH, callable:...
+    dataset: str  # a bench.data.load_dataset name: mnist, fmnist, colored-mnist, spurious-mnist, torchvision:PATH, ...
     classes: tuple | None  # label ids or class names, in label order (None: every class of the dataset)
     #: bump when anything that changes the numbers changes (recorded in results; the gate compares only equal
     #: versions). Not part of cache keys: a fit is keyed by its settings, data, seed and source, so a metric

@@ -34,7 +34,7 @@ import torch
 from scipy.stats import rankdata
 
 MIN_POINTS = 8  # DESIGN.md: "print n/a below 8 points"
-DEGRADATION_LEVELS = (0.25, 0.5, 0.75)  # noise blended into a map or a sweep (the proxy-validity points)
+DEGRADATION_LEVELS = (0.25, 0.5, 0.75)  # the noise's share of a map's or a sweep's L1 mass (proxy-validity points)
 
 
 def _per_pixel(maps: torch.Tensor) -> torch.Tensor:
@@ -91,18 +91,33 @@ def mode_preservation(start: torch.Tensor, end: torch.Tensor) -> float:
     return float((dominant_channel(start) == dominant_channel(end)).float().mean())
 
 
+def _l1(x: torch.Tensor) -> torch.Tensor:
+    """Each item's L1 norm, shaped to broadcast against ``x``."""
+    return x.flatten(1).abs().sum(1).view(-1, *[1] * (x.dim() - 1))
+
+
 def degrade_maps(maps: torch.Tensor, level: float, noise: torch.Tensor) -> torch.Tensor:
-    """``maps`` blended with ``noise`` (uniform [0, 1) maps of the same shape): ``(1 - level) * m / max|m| +
-    level * noise``, each map scaled to max |m| = 1 first (an all-zero map stays zero before the blend)."""
-    scale = maps.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, *[1] * (maps.dim() - 1))
-    return (1 - level) * maps / scale + level * noise
+    """``maps`` blended with ``noise`` (uniform [0, 1) maps of the same shape), each scaled to unit L1 mass
+    first: ``(1 - level) * m / |m|_1 + level * u / |u|_1``. On a map's relevance mass the blend is linear, so
+    the degradations are graded in the truth's own terms: a region's mass moves from the map's to about the
+    region's share of the image (the uniform noise's) in equal steps, and the map's top pixels keep their
+    order until the noise outweighs them. An all-zero map becomes ``level`` times the noise."""
+    return (1 - level) * maps / _l1(maps).clamp_min(1e-30) + level * noise / _l1(noise).clamp_min(1e-30)
 
 
 def degrade_sweeps(sweeps: torch.Tensor, level: float, noise: torch.Tensor) -> torch.Tensor:
-    """Sweeps ``(N, S, C, H, W)`` blended with a noise image per sweep ``(N, C, H, W)`` in proportion to the
-    step (step 0, the start, is left; the end is ``(1 - level) * end + level * noise``)."""
+    """Sweeps ``(N, S, C, H, W)`` whose change from their start is part the explainer's, part noise: step s
+    becomes ``x_0 + (1 - level) (x_s - x_0) + level * t_s * d``, ``d`` the zero-mean noise ``noise - 0.5``
+    (``noise`` ``(N, C, H, W)`` uniform) scaled to the L1 size of the sweep's own total change ``x_S - x_0``,
+    ``t_s`` from 0 to 1; clipped to [0, 1]. The share of the change inside a region then moves from the
+    sweep's toward the region's share of the image in about equal steps; a sweep that changes nothing stays
+    as it is."""
+    start = sweeps[:, :1]
+    change = sweeps - start
+    d = noise - 0.5
+    d = d * (_l1(change[:, -1]) / _l1(d).clamp_min(1e-30))
     t = torch.linspace(0, 1, sweeps.shape[1], dtype=sweeps.dtype).view(1, -1, 1, 1, 1)
-    return sweeps + level * t * (noise.unsqueeze(1) - sweeps)
+    return (start + (1 - level) * change + level * t * d.unsqueeze(1)).clamp(0, 1)
 
 
 @dataclass(frozen=True)
