@@ -267,6 +267,8 @@ def judge_sweeps(name: str, images: torch.Tensor, index: torch.Tensor, target: t
                         note="the FID feature extractor has no classification head of the suite's classes"))
     if setup.truth == "marker":
         rows.append(row(name, "ground_truth_change", gt.change_share(queries, ends, setup.region).mean()))
+        rows.append(row(name, "ground_truth_change_from_start",
+                        gt.change_share(images[:, 0], ends, setup.region).mean()))
         if head is not None:
             kept = _judge(setup, ends).argmax(1) == _judge(setup, queries).argmax(1)
             rows.append(row(name, "content_kept", kept.float().mean()))

@@ -123,6 +123,9 @@ METRICS: dict[str, MetricInfo] = {m.name: m for m in [
     MetricInfo("ground_truth_change", True, "sweep", "fraction",
                "ground-truth suites: share of the total |pixel change| from the query to the sweep's end that lies "
                "inside the planted region"),
+    MetricInfo("ground_truth_change_from_start", None, "sweep", "fraction",
+               "ground_truth_change measured from the sweep's own first image (a reconstruction, for GCE and the "
+               "SVAE) instead of the query: the sweep's edit without the reconstruction's error"),
     MetricInfo("content_kept", True, "sweep", "fraction",
                "ground-truth suites: fraction of sweeps whose end the FID feature network's head puts in the "
                "query's digit (a sweep should move the marker and leave the digit)"),

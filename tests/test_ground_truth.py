@@ -319,6 +319,7 @@ def test_the_oracle_scores_perfectly_and_the_random_map_at_chance(spurious_run):
     assert _value(record, "marker_oracle", "ground_truth_mass") == pytest.approx(1.0)
     assert _value(record, "marker_oracle", "ground_truth_rank") == pytest.approx(1.0)
     assert _value(record, "marker_oracle", "ground_truth_change") == pytest.approx(1.0)
+    assert _value(record, "marker_oracle", "ground_truth_change_from_start") == pytest.approx(1.0)
     assert _value(record, "marker_oracle", "sweep_validity") == 1.0  # the marker alone moves f
     # the oracle leaves the digit: the judge keeps it about as often as it classifies a digit right
     assert _value(record, "marker_oracle", "content_kept") > 0.9
