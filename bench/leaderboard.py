@@ -391,4 +391,8 @@ def render(records: Sequence[dict], fmt: str = "md") -> str:
             lines.append(f"| {name} {factor} | " + " | ".join("n/a" if math.isnan(v) else _number(v) for v in values)
                          + " |")
         text += "\n".join(lines) + "\n"
+    from bench import validity  # a ground-truth suite's records: which proxies agree with its truth
+
+    if validity.has_points(records):
+        text += "\n" + validity.to_markdown(validity.proxy_validity(records))
     return text

@@ -638,10 +638,9 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
 
 def write_leaderboards(run_dir: Path, records: list[dict]) -> str:
     """``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` of ``records``; returns the markdown."""
-    markdown = leaderboard.render(records, "md")
-    if validity.has_points(records):  # a ground-truth suite: which proxies agree with its truth
+    markdown = leaderboard.render(records, "md")  # ends with the proxy-validity table on a ground-truth suite
+    if validity.has_points(records):
         rows = validity.proxy_validity(records)
-        markdown += "\n" + validity.to_markdown(rows)
         atomic_write_text(run_dir / "proxy_validity.json", json.dumps(_strict(rows), indent=1) + "\n")
         try:  # a figure never costs the run its tables
             figures.proxy_scatter(records, [(r["capability"], r["proxy"], r["truth"]) for r in rows if r["n_points"]],
