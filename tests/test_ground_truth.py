@@ -208,14 +208,10 @@ def _trained(data, epochs: int) -> BlackBox:
     return BlackBox(network, 2, image_shape=data.image_shape)
 
 
-@pytest.fixture(scope="module")
-def spurious_box(spurious):
-    return _trained(spurious, 1)
-
-
-def test_a_black_box_trained_on_spurious_mnist_follows_the_marker(spurious, spurious_box):
-    record = ground_truth.verify(spurious_box, spurious, torch.device("cpu"))
-    assert record["passed"], record
+def test_a_black_box_trained_on_spurious_mnist_follows_the_marker(spurious_run):
+    """The run's own black box (GCE Table 1, one epoch: the smoke recipe), verified before anything is scored."""
+    record = spurious_run[1]["metadata"]["ground_truth"]
+    assert record["passed"] and record["n_images"] == 1984, record
     assert record["marker_flip"] >= 0.95 and record["digit_swap_flip"] <= 0.05
 
 
