@@ -54,6 +54,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from bench import ground_truth
 from bench.errors import BenchError
 from bench.store import atomic_write_bytes, cache_root, load_checkpoint, save_checkpoint, sha256_file, stable_hash
 
@@ -298,7 +299,7 @@ def _select(images: np.ndarray, labels: np.ndarray, classes: Sequence[int], scal
 
 
 #: the built-in datasets: MNIST, Fashion-MNIST and the ground-truth suites' constructions (bench.ground_truth)
-BUILTIN = ("mnist", "fmnist", "colored-mnist", "spurious-mnist")
+BUILTIN = ("mnist", "fmnist", *ground_truth.NAMES)
 
 
 def dataset_kind(name: str) -> str:
@@ -331,9 +332,7 @@ def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str |
     a cache file that fails to load or does not match is rebuilt.
     """
     kind = dataset_kind(name)
-    if name in ("colored-mnist", "spurious-mnist"):
-        from bench import ground_truth
-
+    if name in ground_truth.NAMES:
         return ground_truth.load(name, classes, data_root=data_root)
     names = None
     if kind == "callable":

@@ -237,20 +237,21 @@ def proxy_scatter(records: list[dict], pairs: list[tuple[str, str, str]], path: 
     """Each proxy against its ground-truth metric (the proxy-validity table's points), one panel per
     ``(capability, proxy, truth)`` of ``pairs``: an explainer's own value as a large dot, its noise-blended
     degradations as smaller dots of its colour, every seed of ``records``."""
-    names = sorted({n for r in records for n, d in (r["metadata"].get("explainer_details") or {}).items()
-                    if d.get("proxy_points")})
+    from bench.validity import points
+
+    seeds = [points(r) for r in records]
+    names = sorted({name for s in seeds for _, name, _ in s})
     colours = {n: plt.get_cmap("tab20")(i % 20) for i, n in enumerate(names)}
     cols = min(4, len(pairs))
     rows = -(-len(pairs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     for ax, (capability, proxy, truth) in zip(axes.flat, pairs):
-        for record in records:
-            for name, details in (record["metadata"].get("explainer_details") or {}).items():
-                for p in details.get("proxy_points") or ():
-                    x, y = p["values"].get(proxy), p["values"].get(truth)
-                    if p["capability"] == capability and x is not None and y is not None:
-                        ax.scatter(x, y, s=36 if p["level"] == 0 else 10, color=colours[name],
-                                   alpha=1.0 if p["level"] == 0 else 0.5, linewidths=0)
+        for s in seeds:
+            for (c, name, level), values in s.items():
+                x, y = values.get(proxy), values.get(truth)
+                if c == capability and x is not None and y is not None:
+                    ax.scatter(x, y, s=36 if level == 0 else 10, color=colours[name], alpha=1.0 if level == 0 else 0.5,
+                               linewidths=0)
         ax.set_xlabel(proxy, fontsize=8)
         ax.set_ylabel(truth, fontsize=8)
         ax.tick_params(labelsize=7)

@@ -21,8 +21,7 @@ from typing import Callable
 import torch
 
 from bench import figures
-from bench import blackbox, validity
-from bench import ground_truth
+from bench import blackbox, ground_truth, validity
 from bench.blackbox import UserClassifier
 from bench.classifier import cached_classifier
 from bench.data import Dataset, Split, load_dataset
@@ -298,7 +297,7 @@ def check_settings(suite, profile, classes: dict[str, type[Explainer]]) -> None:
     where = f"suite {suite.name}" + (f" ({suite.path})" if suite.path else "") + f", profile {profile.name}"
     for name, settings in profile.explainers.items():
         if name not in classes:
-            if name not in EXPLAINERS and name not in getattr(suite, "variants", {}):
+            if name not in EXPLAINERS and name not in suite.variants:
                 raise BenchError(f"{where}: settings for unknown explainer {name!r}; known: "
                                  f"{', '.join(EXPLAINERS.names())}")
             continue

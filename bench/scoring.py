@@ -7,6 +7,7 @@ Produces long-format rows ``{"explainer", "metric", "factor", "value", "unit",
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
@@ -153,6 +154,12 @@ class SweepSetup:
     region: torch.Tensor | None = None  # (1, H, W) bool: the marker's pixels ("marker")
     seed: int = 0  # the run's seed (the noise of the graded degradations)
 
+    @functools.cached_property
+    def judged_queries(self) -> torch.Tensor:
+        """The FID feature network's class of every query ``(N,)``: judged once per seed, read by every
+        explainer's ``content_kept`` (and its degradations') and the latent sweeps'."""
+        return _judge(self, self.queries).argmax(1)
+
 
 def fid_by_group(fake_features: torch.Tensor, fake_positive: torch.Tensor, setup: SweepSetup, name: str
                  ) -> tuple[list[Row], dict]:
@@ -270,7 +277,7 @@ def judge_sweeps(name: str, images: torch.Tensor, index: torch.Tensor, target: t
         rows.append(row(name, "ground_truth_change_from_start",
                         gt.change_share(images[:, 0], ends, setup.region).mean()))
         if head is not None:
-            kept = _judge(setup, ends).argmax(1) == _judge(setup, queries).argmax(1)
+            kept = _judge(setup, ends).argmax(1) == setup.judged_queries[index]
             rows.append(row(name, "content_kept", kept.float().mean()))
     elif setup.truth == "colour":
         rows.append(row(name, "mode_preservation", gt.mode_preservation(queries, ends)))
@@ -301,8 +308,7 @@ def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor,
     reference = classifier(explainer.decode(explainer.encode(queries)))
     values = torch.linspace(-sweep_range, sweep_range, n_steps)
     marker = truth is not None and truth.truth == "marker"
-    if marker and getattr(truth.extractor, "head", None) is not None:
-        digit = _judge(truth, queries.cpu()).argmax(1)
+    judged = marker and getattr(truth.extractor, "head", None) is not None
     changes, inside, kept = [], [], []
     for d in range(split.n_latent):
         sw = explainer.sweep_factor(queries, d, values)
@@ -310,9 +316,10 @@ def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor,
         changes.append(sweep_metrics.noncausal_change(probs, reference))
         if marker:
             inside.append(float(gt.change_share(sw[:, 0].cpu(), sw[:, -1].cpu(), truth.region).mean()))
-            if getattr(truth.extractor, "head", None) is not None:
+            if judged:  # the queries are the first of truth.queries (score_explainer)
                 ends = torch.cat([sw[:, 0], sw[:, -1]]).cpu()
-                kept.append(float((_judge(truth, ends).argmax(1) == digit.repeat(2)).float().mean()))
+                digit = truth.judged_queries[:len(queries)].repeat(2)
+                kept.append(float((_judge(truth, ends).argmax(1) == digit).float().mean()))
     names = split.names()
     rows = [row(name, "sweep_change_factor", v, names[d]) for d, v in enumerate(changes)]
     if split.n_noncausal:

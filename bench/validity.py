@@ -14,6 +14,8 @@ randomisation correlation). ``agreement`` is rho signed that way, so +1 is perfe
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from typing import Sequence
 
@@ -35,8 +37,8 @@ def has_points(records: Sequence[dict]) -> bool:
                for d in (r["metadata"].get("explainer_details") or {}).values())
 
 
-def _points(record: dict) -> dict[tuple[str, str, float], dict]:
-    """(capability, explainer, level) -> values, of one seed."""
+def points(record: dict) -> dict[tuple[str, str, float], dict]:
+    """(capability, explainer, level) -> values, of one seed's record."""
     out = {}
     for name, details in (record["metadata"].get("explainer_details") or {}).items():
         for p in details.get("proxy_points") or ():
@@ -46,34 +48,40 @@ def _points(record: dict) -> dict[tuple[str, str, float], dict]:
 
 def proxy_validity(records: Sequence[dict], *, n_boot: int = 1000) -> list[dict]:
     """One row per (proxy, ground-truth metric) with points in ``records`` (one per seed): rho (mean over
-    seeds), its bootstrap interval, the agreement, and the same over the explainers alone (no degradations)."""
-    seeds = [_points(r) for r in records]
+    seeds), its bootstrap interval, the agreement, and the same over the explainers alone (no degradations).
+    Computed once per set of points (the leaderboard, the JSON file, the figure and the report of one run
+    share it; the bootstrap is seeded, so the rows depend on the points alone)."""
+    seeds = [sorted([*k, v] for k, v in points(r).items()) for r in records]
+    return [dict(r) for r in _proxy_validity(json.dumps(seeds, sort_keys=True), n_boot)]
+
+
+@functools.lru_cache(maxsize=8)
+def _proxy_validity(seeds_json: str, n_boot: int) -> tuple[dict, ...]:
+    seeds = [{(c, e, float(level)): v for c, e, level, v in s} for s in json.loads(seeds_json)]
+
+    def column(metric: str, chosen: list) -> list[list[float]]:
+        return [[_number(s.get(k, {}).get(metric)) for k in chosen] for s in seeds]
+
     rows = []
     for capability, (proxies, truths) in PAIRS.items():
         keys = sorted({k for s in seeds for k in s if k[0] == capability})
-        if not keys:
-            continue
+        originals = [k for k in keys if k[2] == 0.0]
         for truth in truths:
             if not any(s.get(k, {}).get(truth) is not None for s in seeds for k in keys):
                 continue
             for proxy in proxies:
-                def column(metric: str, chosen: list) -> list[list[float]]:
-                    return [[_number(s.get(k, {}).get(metric)) for k in chosen] for s in seeds]
-
-                originals = [k for k in keys if k[2] == 0.0]
                 every = proxy_correlation(column(proxy, keys), column(truth, keys), [k[1] for k in keys],
                                           n_boot=n_boot)
                 alone = proxy_correlation(column(proxy, originals), column(truth, originals),
                                           [k[1] for k in originals], n_boot=n_boot)
                 same = METRICS[proxy].higher_is_better == METRICS[truth].higher_is_better
-                sign = 1.0 if same else -1.0
                 rows.append({
                     "capability": capability, "proxy": proxy, "truth": truth, "expected_sign": "+" if same else "-",
                     "rho": every.rho, "low": every.low, "high": every.high,
-                    "agreement": None if every.rho is None else sign * every.rho,
+                    "agreement": None if every.rho is None else (1.0 if same else -1.0) * every.rho,
                     "n_points": every.n_points, "n_explainers": every.n_explainers,
-                    "rho_explainers_only": alone.rho, "n_explainers_only": alone.n_points, "n_seeds": len(records)})
-    return rows
+                    "rho_explainers_only": alone.rho, "n_explainers_only": alone.n_points, "n_seeds": len(seeds)})
+    return tuple(rows)
 
 
 def _number(value) -> float:

@@ -31,7 +31,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+
+from metrics.sweep import spearman as _spearman_rows
 
 MIN_POINTS = 8  # DESIGN.md: "print n/a below 8 points"
 DEGRADATION_LEVELS = (0.25, 0.5, 0.75)  # the noise's share of a map's or a sweep's L1 mass (proxy-validity points)
@@ -129,13 +130,19 @@ class Correlation:
     n_explainers: int
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """scipy's ``spearmanr(x, y).statistic`` (ties averaged), without its per-call overhead (the bootstrap calls
-    this thousands of times); None where a side is constant or there are fewer than 3 points."""
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None
-    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+def _spearman_by_row(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rho of each row of ``x`` ``(S, n)`` with the same row of ``y`` (ties averaged:
+    :func:`metrics.sweep.spearman`); NaN where a side is constant or there are fewer than 3 points."""
+    rho = _spearman_rows(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    defined = (np.ptp(x, axis=1) > 0) & (np.ptp(y, axis=1) > 0) & (x.shape[1] >= 3)
+    return np.where(defined, rho, np.nan)
 
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """scipy's ``spearmanr(x, y).statistic`` for two 1-d arrays; None where a side is constant or there are
+    fewer than 3 points."""
+    rho = _spearman_by_row(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float)[None])[0]
+    return None if np.isnan(rho) else float(rho)
 
 
 def proxy_correlation(proxy: Sequence[Sequence[float]], truth: Sequence[Sequence[float]],
@@ -158,10 +165,9 @@ def proxy_correlation(proxy: Sequence[Sequence[float]], truth: Sequence[Sequence
     if n < min_points:
         return Correlation(None, None, None, n, len(names))
 
-    def mean_rho(columns: np.ndarray) -> float | None:
-        values = [spearman(x[s, columns], y[s, columns]) for s in range(len(x))]
-        values = [v for v in values if v is not None]
-        return float(np.mean(values)) if values else None
+    def mean_rho(columns: np.ndarray) -> float | None:  # every seed's rho in one batched call
+        values = _spearman_by_row(x[:, columns], y[:, columns])
+        return None if np.isnan(values).all() else float(np.nanmean(values))
 
     rho = mean_rho(np.arange(n))
     members = [np.flatnonzero(labels == c) for c in names]
