@@ -105,6 +105,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
         inception_weights: str | None = None, cache: bool = True, progress: bool = False,
         classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
         plugins: Sequence[str] = (), precision: str = "auto", rescore: bool = False,
+        executor: str = "local", ray_address: str | None = None, task_cpus: int | None = None,
         command: Sequence[str] = ()) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
@@ -124,6 +125,9 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.runtime``).
     ``rescore=True`` scores every explainer again; otherwise an explainer whose fit, inputs and scoring code
     are unchanged gets its scores from the cache (``cache=False`` neither reads nor writes them).
+    ``executor``: ``local`` (this process) or ``ray``: every black box, fit and scoring a Ray task
+    (:mod:`bench.execute.distributed`) on the cluster at ``ray_address`` (default ``$RAY_ADDRESS``, else a Ray
+    started on this machine), each with ``task_cpus`` CPUs (default this process's torch threads).
     Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
     box that does not fit the suite), before any training.
     """
@@ -159,6 +163,26 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
                        data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
                        cache=cache, classifier=user, precision=precision, rescore=rescore,
                        command=list(command))
+    if executor not in ("local", "ray"):
+        raise BenchError(f"unknown executor {executor!r}; use local or ray")
+    if executor == "local" and (ray_address or task_cpus):
+        raise BenchError("--ray-address and --task-cpus are options of --executor ray")
+    if task_cpus is not None and task_cpus < 1:
+        raise BenchError(f"--task-cpus must be at least 1, got {task_cpus}")
     with bars(progress):
-        run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
+        if executor == "ray":
+            from bench.execute.distributed import RayOptions, require_ray, run_seeds_on_ray
+            from bench.runner import _log
+
+            require_ray()
+            options = RayOptions(ray_address, task_cpus, tuple(_plugin_spec(p) for p in plugins))
+            run_dir = run_seeds_on_ray(config, tuple(seeds) if seeds else (config.seed,), options, _log)
+        else:
+            run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
     return load(run_dir)
+
+
+def _plugin_spec(plugin: str | Path) -> str:
+    """A plugin as a worker in another directory loads it: a file by its absolute path, a module by name."""
+    plugin = str(plugin)
+    return str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin

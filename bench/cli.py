@@ -76,6 +76,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true",
                      help="train and score everything afresh, storing no model and no score (the downloaded data "
                           "stays cached)")
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local (default): this process; ray: every black box, fit and scoring a Ray task "
+                          "(needs the ray extra: pip install -e '.[ray]')")
+    run.add_argument("--ray-address", metavar="ADDRESS",
+                     help="with --executor ray: the Ray cluster to run on (default $RAY_ADDRESS, else a Ray "
+                          "started on this machine)")
+    run.add_argument("--task-cpus", type=int, metavar="N",
+                     help="with --executor ray: the CPUs each task declares and computes with (default: this "
+                          "process's torch threads, so the numbers equal a local run's)")
     run.add_argument("--rescore", action="store_true",
                      help="score every explainer again (fits still come from the cache); without it, a warm run "
                           "of unchanged code reads each explainer's scores back from the cache")
@@ -315,7 +324,9 @@ def _dispatch(argv: list[str] | None) -> int:
                       fid_features=args.fid_features, inception_weights=args.inception_weights,
                       cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
                       weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin,
-                      precision=args.precision, rescore=args.rescore, command=[*parser.prog.split(), *argv])
+                      precision=args.precision, rescore=args.rescore, executor=args.executor,
+                      ray_address=args.ray_address, task_cpus=args.task_cpus,
+                      command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
     except BenchError as exc:

@@ -33,7 +33,7 @@ from bench.report import write_report
 from bench.runtime import native_bf16, training_precision_for
 from bench.results import RESULTS_FILE, Row, _strict, code_revision, device_info, make_record, versions, write_record
 from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
-from bench.store import atomic_write_text, cache_root, cached, ensure_writable_dir, sha256_file, source_hash, stable_hash
+from bench.store import atomic_write_text, cache_root, cached, discard, ensure_writable_dir, sha256_file, source_hash, stable_hash
 from bench.suites import SUITE_DIR, get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer, check_image_shape, training_precision
 from metrics.fid import extract_features, inception_weights
@@ -505,8 +505,8 @@ def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, 
     key = stable_hash({"explainer": name, "settings": explainer.settings, "fit": fit["cache_key"],
                        "precision": fit.get("precision"), "inputs": shared.scoring_key, "source": source})
     path = cache_root() / "scores" / f"{name}-{key}.pt"
-    if config.rescore and config.cache and path.exists():  # --no-cache touches nothing in the cache
-        path.unlink()
+    if config.rescore and config.cache:  # --no-cache touches nothing in the cache
+        discard(path)
     (rows, arrays), _, was_cached = cached(path, key, restore=restore, build=build, code=code,
                                            needs=("rows", "arrays", "sweep_rows"), cache=config.cache, log=log)
     return rows, arrays, was_cached
@@ -514,11 +514,12 @@ def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, 
 
 def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Plan, shared: _Shared,
                run_dir: Path, log: Callable[[str], None], progress: RunProgress,
-               sweeps_by_fit: dict[str, tuple[list[Row], dict]]) -> Outcome:
+               sweeps_by_fit: dict[str, tuple[list[Row], dict]], fit_cached: bool | None = None) -> Outcome:
     """Fit (or load) one explainer, score every metric its capabilities allow, draw its figures. A failure
     is an outcome with one error row, never a missing row; a user error (BenchError) or an interrupt ends
     the run. ``sweeps_by_fit``: sweeps already scored this seed, by fit (the two GANMEX attributions share
-    one fit, so its sweeps are scored once)."""
+    one fit, so its sweeps are scored once). ``fit_cached``: whether the fit came from the cache, where
+    another process fitted it (a distributed run's fit task) and this one loads it."""
     start = time.perf_counter()
     prefix, device = f"seed {config.seed}: ", planned.device
     fitting = Capability.FIT in cls.capabilities
@@ -531,6 +532,8 @@ def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Pla
                 train_images=planned.data.train.images, classifier_key=black_box_identity(shared.classifier_record),
                 suite_key=shared.suite_key, seed=explainer_seed(config.seed, cls.fit_identity()), device=device,
                 log=log, cache=config.cache, fit_log=log_to(f"explainers.{name}"), precision=planned.precision)
+            if fit_cached is not None and fit["cache_key"] is not None:
+                fit["cached"] = fit_cached
         fit_seconds = time.perf_counter() - start
         scoring = True
         with progress.step(prefix + f"{name} scoring"):
@@ -620,6 +623,13 @@ def _run_in(config: RunConfig, planned: _Plan, run_dir: Path, log: Callable[[str
         timings[f"{name}_fit_seconds"] = outcome.fit_seconds
         timings[f"{name}_seconds"] = outcome.seconds
         outcomes.append(outcome)
+    return finish_seed(config, planned, shared, outcomes, run_dir, log, timings, revision, started)
+
+
+def finish_seed(config: RunConfig, planned: _Plan, shared: _Shared, outcomes: list[Outcome], run_dir: Path,
+                log: Callable[[str], None], timings: dict[str, float], revision: str, started: float) -> dict:
+    """The last steps of a seed, where its run directory is: the figures across explainers, the metadata,
+    the leaderboards and ``results.json`` (last)."""
     try:  # figures across explainers; a figure never costs the run its scores
         _run_figures(outcomes, shared.saliency, planned.data, run_dir)
     except (KeyboardInterrupt, BenchError):

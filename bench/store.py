@@ -7,6 +7,8 @@ leaves a half-written file that a later step would read as complete.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import inspect
 import io
@@ -15,7 +17,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 import torch
 
@@ -94,6 +96,88 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+class RemoteCache(Protocol):
+    """Where a worker of a distributed run reads and writes trained models and scores instead of its own
+    disk (:mod:`bench.execute.distributed`): entries by their path relative to the cache root."""
+
+    def get(self, name: str) -> bytes | None: ...
+
+    def put(self, name: str, data: bytes) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+_remote: RemoteCache | None = None
+
+
+@contextlib.contextmanager
+def remote_cache(remote: RemoteCache | None) -> Iterator[None]:
+    """Within this block, :func:`cached` reads and writes through ``remote`` (``None``: the local disk)."""
+    global _remote
+    before, _remote = _remote, remote
+    try:
+        yield
+    finally:
+        _remote = before
+
+
+def _entry_name(path: Path) -> str:
+    """``path`` relative to the cache root, as a remote cache names it."""
+    path, root = Path(path).absolute(), cache_root().absolute()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _load_payload(path: Path, expect_key: str, log) -> dict | None:
+    if _remote is None:
+        return load_checkpoint(path, expect_key=expect_key, log=log)
+    data = _remote.get(_entry_name(path))
+    if data is None:
+        return None
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return payload if isinstance(payload, dict) and payload.get("key") == expect_key else None
+
+
+def _save_payload(path: Path, payload: dict) -> None:
+    if _remote is None:
+        save_checkpoint(path, payload)
+        return
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    _remote.put(_entry_name(path), buffer.getvalue())
+
+
+def discard(path: Path) -> None:
+    """Remove a cache entry (``--rescore``), on the local disk or in the remote cache."""
+    if _remote is None:
+        Path(path).unlink(missing_ok=True)
+    else:
+        _remote.delete(_entry_name(path))
+
+
+@contextlib.contextmanager
+def entry_lock(path: Path, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """An exclusive lock on one cache entry, held while it is built, so that processes sharing a cache (two
+    runs started side by side) never train the same model twice: the second waits, then loads what the first
+    saved. An advisory ``flock`` on ``<root>/locks/<entry>.lock``, released when the holder ends, even by a
+    crash. A remote cache takes none: its executor never sends two tasks for one entry."""
+    if _remote is not None:
+        yield
+        return
+    lock = cache_root() / "locks" / (_entry_name(path).replace("/", "--") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log:
+                log(f"[cache] {Path(path).name}: another process is building it; waiting for it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def load_checkpoint(path: Path, *, expect_key: str, log=None) -> dict | None:
     """Load a cached checkpoint; ``None`` when it is missing, corrupt or for another key.
 
@@ -127,20 +211,31 @@ def cached(path: Path, key: str, *, restore: Callable[[dict], T], build: Callabl
     RuntimeError, KeyError or TypeError: another architecture, a missing entry) is rebuilt, never
     trusted; so is a payload without every entry in ``needs``. Otherwise ``build()`` trains the model and returns it with the payload to store, which is
     saved (with ``key`` and the stamp of the ``code`` modules, for ``cache prune``) when ``cache`` is on.
+    The build holds :func:`entry_lock`, and the entry is read again once the lock is held: a process that
+    waited for another's build loads it. Inside :func:`remote_cache` entries are read and written there.
     Returns ``(model, payload, cached)``.
     """
-    payload = load_checkpoint(path, expect_key=key, log=log) if cache else None
-    if payload is not None and not all(k in payload for k in needs):
-        payload = None  # written by older code: rebuilt
-    if payload is not None:
+    def usable(log: Callable[[str], None] | None) -> tuple[T, dict] | None:
+        payload = _load_payload(path, key, log)
+        if payload is None or not all(k in payload for k in needs):
+            return None  # missing, or written by older code: rebuilt
         try:
-            return restore(payload), payload, True
+            return restore(payload), payload
         except (RuntimeError, KeyError, TypeError):
             if log:
                 log(f"[cache] {Path(path).name} does not match what it is loaded into; rebuilding it")
-    model, payload = build()
-    if cache:
-        save_checkpoint(path, {"key": key, **payload, "code": code_stamp(*code)})
+            return None
+
+    if not cache:
+        model, payload = build()
+        return model, payload, False
+    if (found := usable(log)) is not None:
+        return (*found, True)
+    with entry_lock(path, log):
+        if (found := usable(None)) is not None:  # built by another process while this one waited (said once)
+            return (*found, True)
+        model, payload = build()
+        _save_payload(path, {"key": key, **payload, "code": code_stamp(*code)})
     return model, payload, False
 
 
