@@ -106,7 +106,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
         classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
         plugins: Sequence[str] = (), precision: str = "auto", rescore: bool = False,
         executor: str = "local", ray_address: str | None = None, task_cpus: int | None = None,
-        command: Sequence[str] = ()) -> Results:
+        settings: dict[str, dict] | None = None, command: Sequence[str] = ()) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
 
@@ -125,6 +125,8 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.runtime``).
     ``rescore=True`` scores every explainer again; otherwise an explainer whose fit, inputs and scoring code
     are unchanged gets its scores from the cache (``cache=False`` neither reads nor writes them).
+    ``settings``: explainer -> {setting: value} over the profile's (``--set gce.lam=0.1``); recorded in the
+    results and part of every key, as the profile's own settings are.
     ``executor``: ``local`` (this process) or ``ray``: every black box, fit and scoring a Ray task
     (:mod:`bench.execute.distributed`) on the cluster at ``ray_address`` (default ``$RAY_ADDRESS``, else a Ray
     started on this machine), each with ``task_cpus`` CPUs (default this process's torch threads).
@@ -162,7 +164,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
                        seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
                        data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
                        cache=cache, classifier=user, precision=precision, rescore=rescore,
-                       command=list(command))
+                       settings={k: dict(v) for k, v in (settings or {}).items()}, command=list(command))
     if executor not in ("local", "ray"):
         raise BenchError(f"unknown executor {executor!r}; use local or ray")
     if executor == "local" and (ray_address or task_cpus):

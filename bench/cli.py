@@ -76,6 +76,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true",
                      help="train and score everything afresh, storing no model and no score (the downloaded data "
                           "stays cached)")
+    run.add_argument("--set", action="append", default=[], type=_setting, metavar="EXPLAINER.SETTING=VALUE",
+                     dest="settings", help="an explainer setting over the profile's (repeatable), e.g. "
+                                           "--set gce.lam=0.1; VALUE as in a suite file (TOML: 0.1, 7, true, \"hinge\")")
     run.add_argument("--executor", default="local", choices=["local", "ray"],
                      help="local (default): this process; ray: every black box, fit and scoring a Ray task "
                           "(needs the ray extra: pip install -e '.[ray]')")
@@ -97,6 +100,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         command.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                              help="import explainers from a file or module of your own (repeatable); installed "
                                   "packages register theirs under the entry-point group genexbench.explainers")
+
+    study = sub.add_parser("study", help="run (or resume) a parameter study: a grid of settings x seeds, or GCE's "
+                                         "Algorithm 1, into one directory with a pooled table and figures")
+    study.add_argument("study", metavar="NAME|FILE.toml",
+                       help="a built-in study (gce-algorithm1, gce-sensitivity, ganmex-lambda) or a study file")
+    study.add_argument("--size", default="small", help="small (a 2-core CPU, default) or full (the papers' size)")
+    study.add_argument("--out", type=Path, help="study directory (default studies/<name>-<size>)")
+    study.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    study.add_argument("--executor", default="local", choices=["local", "ray"],
+                       help="run each cell's seeds, fits and scorings as Ray tasks (grid studies)")
+    study.add_argument("--ray-address", metavar="ADDRESS", help="with --executor ray: the cluster")
 
     suite = sub.add_parser("suite", help="show a suite as the run reads it (`suite show mnist`, "
                                          "`suite show my_suite.toml`): the file with inherit resolved, checked")
@@ -314,6 +328,16 @@ def _dispatch(argv: list[str] | None) -> int:
             return 0
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "study":
+            from bench.execute.studies import run_study
+            from bench.progress import log_to
+
+            out = run_study(args.study, size=args.size, out=args.out, device=args.device, executor=args.executor,
+                            ray_address=args.ray_address, log=log_to("bench.study"))
+            table = out / "table.md"
+            print(table.read_text() if table.exists() else "", end="")
+            print(f"study written to {out}")
+            return 0
         from bench.api import run
 
         explainers = None
@@ -325,7 +349,7 @@ def _dispatch(argv: list[str] | None) -> int:
                       cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
                       weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin,
                       precision=args.precision, rescore=args.rescore, executor=args.executor,
-                      ray_address=args.ray_address, task_cpus=args.task_cpus,
+                      ray_address=args.ray_address, task_cpus=args.task_cpus, settings=_settings(args.settings),
                       command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
@@ -335,6 +359,28 @@ def _dispatch(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no results were written for this run", file=sys.stderr)
         return 130
+
+
+def _setting(text: str) -> tuple[str, str, object]:
+    """``--set EXPLAINER.SETTING=VALUE``; VALUE read as TOML (a bare word as a string)."""
+    import tomllib
+
+    name, eq, value = text.partition("=")
+    explainer, dot, key = name.strip().partition(".")
+    if not eq or not dot or not explainer or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not EXPLAINER.SETTING=VALUE")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return explainer, key.strip(), parsed
+
+
+def _settings(items: list[tuple[str, str, object]]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for explainer, key, value in items:
+        out.setdefault(explainer, {})[key] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ class RunConfig:
     classifier: UserClassifier | None = None  # None: the suite's GCE Table 1 black box
     precision: str = "auto"  # fits' precision: auto (bf16 where native), fp32 or bf16 (bench.runtime)
     rescore: bool = False  # score again even where the cache holds this explainer's scores of unchanged code
+    settings: dict[str, dict] = field(default_factory=dict)  # explainer -> settings over the profile's (--set)
     command: list[str] = field(default_factory=list)
 
 
@@ -259,7 +260,7 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     profile and explainer names, the device, the output directory (``out``, default the run's), the
     Inception weights when asked for, and the data."""
     suite = get_suite(config.suite)
-    profile = suite.profile(config.profile)
+    profile = with_settings(suite.profile(config.profile), config.settings)
     check_creatable(out or config.out or Path(f"runs/{suite.name}-{profile.name}-seed{config.seed}"))
     names = tuple(config.explainers or suite.default_explainers)
     if len(set(names)) != len(names):
@@ -289,6 +290,16 @@ def plan(config: RunConfig, log: Callable[[str], None] = _log, *, out: Path | No
     log(f"[data] {data.source}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)} "
         f"(classes {list(data.classes)}, images {'x'.join(map(str, data.image_shape))})")
     return _Plan(suite, profile, classes, device, data, data_seconds, user, precision)
+
+
+def with_settings(profile, settings: dict[str, dict]):
+    """``profile`` with ``settings`` (explainer -> setting -> value) over its explainers' settings."""
+    if not settings:
+        return profile
+    merged = dict(profile.explainers)
+    for name, values in settings.items():
+        merged[name] = {**merged.get(name, {}), **values}
+    return replace(profile, explainers=merged)
 
 
 def check_settings(suite, profile, classes: dict[str, type[Explainer]]) -> None:
@@ -588,6 +599,7 @@ def _metadata(config: RunConfig, planned: _Plan, shared: _Shared, outcomes: list
         **({"suite_file": str(suite.path), "suite_file_sha256": sha256_file(suite.path)}
            if suite.path and suite.path.parent != SUITE_DIR.resolve() else {}),
         "profile": profile.name, "profile_note": profile.note, "seed": config.seed,
+        **({"settings_over_profile": config.settings} if config.settings else {}),
         "seeds": {"classifier": config.seed,
                   "explainers": {n: explainer_seed(config.seed, c.fit_identity()) for n, c in planned.classes.items()},
                   "scoring": config.seed},

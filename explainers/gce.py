@@ -132,8 +132,11 @@ class GCE(Explainer):
                 mu, logvar = self.encoder(x)
                 z = mu + torch.randn(mu.shape, generator=generator).to(self.device) * (0.5 * logvar).exp()
                 elbo_loss = vae_loss(x, self.decoder(z), mu, logvar)
-                info = information_flow(self.decoder, self.classifier, split.n_causal, split.n_noncausal,
-                                        s["n_alpha"], s["n_beta"], generator=generator, device=self.device)
+                if split.n_causal:
+                    info = information_flow(self.decoder, self.classifier, split.n_causal, split.n_noncausal,
+                                            s["n_alpha"], s["n_beta"], generator=generator, device=self.device)
+                else:  # K = 0: Algorithm 1's Step 1 "optimizing only D" (lam then only scales the loss)
+                    info = elbo_loss.new_zeros(())
                 loss = -info + s["lam"] * elbo_loss  # maximise C + lambda * D (Eq. 3)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -142,6 +145,18 @@ class GCE(Explainer):
         self.encoder.eval()
         self.decoder.eval()
         return losses.record()
+
+    @torch.no_grad()
+    def heldout_neg_elbo(self, images: torch.Tensor, *, generator: torch.Generator, batch: int = 512) -> float:
+        """-D of Eq. 3 on held-out images: the -ELBO the fit minimises (:func:`vae_loss`, one posterior sample
+        per image from ``generator``), averaged over ``images``. Algorithm 1 reads its plateaus from it."""
+        total = 0.0
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch].to(self.device)
+            mu, logvar = self.encoder(x)
+            z = mu + torch.randn(mu.shape, generator=generator).to(self.device) * (0.5 * logvar).exp()
+            total += float(vae_loss(x, self.decoder(z), mu, logvar)) * len(x)
+        return total / len(images)
 
     # -- latent -----------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
