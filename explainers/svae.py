@@ -77,7 +77,9 @@ def svae_loss(x: torch.Tensor, y: torch.Tensor, encoders: Encoders, decoder: nn.
     mu_x, logvar_x = encoders.q_x(h)
     eps = torch.randn(mu_xy.shape, generator=generator).to(mu_xy)
     z = mu_xy + eps * (0.5 * logvar_xy).exp()  # z ~ q(z|x,y): the expectations of Eq. 6
-    rec = F.binary_cross_entropy(decoder(z), x, reduction="none").flatten(1).sum(1)  # -log p(x|z)   (6b)
+    x_hat = decoder(z)
+    with torch.autocast(x.device.type, enabled=False):  # CUDA autocast refuses BCE; CPU autocast ran it in float32
+        rec = F.binary_cross_entropy(float32(x_hat), x.float(), reduction="none").flatten(1).sum(1)  # -log p(x|z) (6b)
     prior = gaussian_kl(mu_xy, logvar_xy, torch.zeros_like(mu_xy), torch.zeros_like(logvar_xy))  # (6c)
     sufficiency = gaussian_kl(mu_xy, logvar_xy, mu_x, logvar_x)  # (6d)
     nll_y = F.cross_entropy(float32(head(z[:, :n_z1])), y, reduction="none")  # -log p(y|z1)   (6e, Eq. 7)

@@ -40,18 +40,41 @@ def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
+class _Linalg:
+    """``scipy.linalg`` as pytorch-fid 0.3 calls it: ``sqrtm(A, disp=False)`` returning ``(sqrt, error)``.
+    SciPy 1.16 deprecated ``disp`` and later SciPy has none (found on a GPU machine's SciPy: every FID
+    failed with a TypeError); there the square root is SciPy's own, returned as pytorch-fid expects."""
+
+    def __getattr__(self, name: str):
+        import scipy.linalg
+
+        return getattr(scipy.linalg, name)
+
+    @staticmethod
+    def sqrtm(a, disp: bool = True, **kwargs):
+        import inspect
+
+        import scipy.linalg
+
+        if "disp" in inspect.signature(scipy.linalg.sqrtm).parameters:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The `disp` argument is deprecated",
+                                        category=DeprecationWarning)
+                return scipy.linalg.sqrtm(a, disp=disp, **kwargs)
+        root = scipy.linalg.sqrtm(a, **kwargs)
+        return root if disp else (root, None)
+
+
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """FID between two feature sets ``(N_a, D)`` and ``(N_b, D)``."""
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    """FID between two feature sets ``(N_a, D)`` and ``(N_b, D)``: pytorch-fid's computation, on any SciPy."""
+    from pytorch_fid import fid_score
 
     if features_a.shape[1] != features_b.shape[1]:
         raise ValueError(f"feature sizes differ: {features_a.shape[1]} vs {features_b.shape[1]}")
     mu_a, sigma_a = feature_statistics(features_a)
     mu_b, sigma_b = feature_statistics(features_b)
-    with warnings.catch_warnings():
-        # pytorch-fid 0.3 calls scipy.linalg.sqrtm(disp=False), deprecated since SciPy 1.16
-        warnings.filterwarnings("ignore", message="The `disp` argument is deprecated", category=DeprecationWarning)
-        return float(calculate_frechet_distance(mu_a, sigma_a, mu_b, sigma_b))
+    with mock.patch.object(fid_score, "linalg", _Linalg()):
+        return float(fid_score.calculate_frechet_distance(mu_a, sigma_a, mu_b, sigma_b))
 
 
 class FeatureNet(nn.Module):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -26,6 +28,25 @@ def test_scaled_covariance_closed_form():
     expected = mean_gap + torch.cov(a.T).trace().item()
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
     assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-6)  # symmetric
+
+
+def test_fid_runs_on_a_scipy_whose_sqrtm_has_no_disp(monkeypatch):
+    """SciPy after 1.16 drops sqrtm's ``disp``, which pytorch-fid 0.3 passes (every FID failed on a GPU machine's
+    SciPy); the distance is then computed from SciPy's root as before, to the last digit here."""
+    import scipy.linalg
+
+    a = torch.randn(400, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    b = 1.5 * a[:, [1, 0, 2, 3, 5, 4]] + 0.3
+    before = frechet_distance(a, b)
+    real = scipy.linalg.sqrtm
+
+    def sqrtm(A):  # the newer signature: no disp
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return real(A, disp=True)
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", sqrtm)
+    assert frechet_distance(a, b) == before
 
 
 def test_bad_feature_shapes_are_refused():
