@@ -137,6 +137,7 @@ def test_a_grid_study_runs_each_cell_and_resumes(tmp_path, mnist38, capsys):
     assert main(["-q", "study", str(path), "--out", str(out)]) == 0
     assert (out / "cells/center/seed0/results.json").stat().st_mtime_ns == stamp
     assert (out / "cells/n_causal=2/seed1/results.json").exists()
+    assert len(json.loads((out / "study.json").read_text())["sessions"]) == 2  # the first run's time is kept
     # another study file in the same directory is refused
     path.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
     assert main(["-q", "study", str(path), "--out", str(out)]) == 2

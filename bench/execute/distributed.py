@@ -183,6 +183,31 @@ def _plan(config, scratch: Path):
     return plan(config, _quiet, out=scratch / "run")
 
 
+#: per worker process: (run, seed's config) -> (plan, shared scoring inputs). A worker runs many tasks of a
+#: seed; each would read the data, load the black box and extract the real images' features again (about 4 s a
+#: task on 2 cores). Keyed by the run's keeper, so a later run in the same worker starts afresh.
+_MEMO: dict = {}
+
+
+def _prepared(config, keeper, scratch: Path, timings: dict | None = None):
+    """The plan and the shared scoring inputs (:func:`bench.runner._prepare_seed`) of ``config``'s seed in
+    this run, computed once per worker. ``timings``: compute afresh and time it (the black box task)."""
+    from bench.progress import RunProgress
+    from bench.runner import _prepare_seed
+
+    key = (keeper._actor_id.hex(), repr(replace(config, out=None, command=[])))
+    if timings is None and key in _MEMO:
+        return _MEMO[key]
+    planned = _plan(config, scratch)
+    if timings is not None:
+        timings["data_seconds"] = planned.data_seconds
+    shared = _prepare_seed(config, planned, _quiet, RunProgress(0), timings if timings is not None else {})
+    while len(_MEMO) >= 2:  # two seeds' inputs at most
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = planned, shared
+    return planned, shared
+
+
 def _features_task(config, keeper, threads: int, plugins: tuple[str, ...]) -> dict:
     """Train (or load) the FID feature network every seed's scoring shares."""
     from bench.features import feature_extractor
@@ -201,13 +226,9 @@ def _features_task(config, keeper, threads: int, plugins: tuple[str, ...]) -> di
 def _black_box_task(config, keeper, threads: int, plugins: tuple[str, ...], features: dict | None) -> dict:
     """One seed's black box (trained or loaded), its ground-truth check and the inputs every scoring shares;
     returns what the driver writes into the seed's metadata and figures."""
-    from bench.progress import RunProgress
-    from bench.runner import _prepare_seed
-
     with _worker(keeper, threads, plugins) as scratch:
-        planned = _plan(config, scratch)
-        timings: dict[str, float] = {"data_seconds": planned.data_seconds}
-        shared = _prepare_seed(config, planned, _quiet, RunProgress(0), timings)
+        timings: dict[str, float] = {}
+        _, shared = _prepared(config, keeper, scratch, timings)
         saliency = shared.saliency
         return {"classifier_record": shared.classifier_record, "suite_key": shared.suite_key,
                 "features_record": shared.features_record, "ground_truth": shared.ground_truth,
@@ -219,22 +240,17 @@ def _fit_task(config, keeper, threads: int, plugins: tuple[str, ...], name: str,
               *after: dict) -> dict:
     """Fit (or load) one explainer. ``after``: fit tasks of the same fit identity that come first (their
     result is in the cache by then, and loaded here if it is this fit too)."""
-    from bench.classifier import cached_classifier
     from bench.progress import log_to
     from bench.runner import black_box_identity, explainer_seed, fitted_explainer
 
     with _worker(keeper, threads, plugins) as scratch:
         start = time.perf_counter()
-        planned = _plan(config, scratch)
+        planned, shared = _prepared(config, keeper, scratch)
         cls, data = planned.classes[name], planned.data
         try:
-            classifier, record = cached_classifier(
-                suite_key=black_box["suite_key"], train=data.train, val=data.val, test=data.test,
-                n_classes=data.n_classes, config=planned.profile.classifier, seed=config.seed, device=planned.device,
-                log=_quiet, cache=config.cache, user=planned.user)
             _, fit = fitted_explainer(
-                cls, classifier=classifier, settings=planned.profile.explainers.get(name, {}),
-                train_images=data.train.images, classifier_key=black_box_identity(record),
+                cls, classifier=shared.classifier, settings=planned.profile.explainers.get(name, {}),
+                train_images=data.train.images, classifier_key=black_box_identity(shared.classifier_record),
                 suite_key=black_box["suite_key"], seed=explainer_seed(config.seed, cls.fit_identity()),
                 device=planned.device, log=_quiet, cache=config.cache, fit_log=log_to(f"explainers.{name}"),
                 precision=planned.precision)
@@ -253,13 +269,12 @@ def _score_task(config, keeper, threads: int, plugins: tuple[str, ...], name: st
     whose sweeps this one shares (as in a local run)."""
     from bench.progress import RunProgress
     from bench.results import Row
-    from bench.runner import Outcome, _prepare_seed, _score_one
+    from bench.runner import Outcome, _score_one
 
     with _worker(keeper, threads, plugins) as scratch:
         if fit is not None and "error" in fit:
             return {"outcome": Outcome(name, [Row.failed(name, fit["error"])]), "files": {}, "node": _node()}
-        planned = _plan(config, scratch)
-        shared = _prepare_seed(config, planned, _quiet, RunProgress(0), {})
+        planned, shared = _prepared(config, keeper, scratch)
         run_dir = scratch / "run"
         run_dir.mkdir()
         sweeps_by_fit = {}

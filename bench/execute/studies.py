@@ -25,6 +25,7 @@ import math
 import time
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -164,8 +165,12 @@ def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None
         result = _algorithm1(study, chosen, out, device, log)
     else:
         result = _one_at_a_time(study, chosen, out, device, executor, ray_address, log)
-    _write_json(out / "study.json", {"provenance": _provenance(study, chosen, torch_device),
-                                     "seconds": round(time.perf_counter() - start, 1), **result})
+    # every invocation (the first, and each resume) with its own wall time: a resumed study keeps the first's
+    sessions = json.loads((out / "study.json").read_text()).get("sessions", []) if (out / "study.json").exists() else []
+    sessions.append({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "seconds": round(time.perf_counter() - start, 1), "executor": executor})
+    _write_json(out / "study.json", {"provenance": _provenance(study, chosen, torch_device), "sessions": sessions,
+                                     **result})
     log(f"[study] wrote {out} in {time.perf_counter() - start:.0f}s")
     return out
 
@@ -504,10 +509,12 @@ def _algorithm1_figure(study: Study, size: Size, choice: dict, table: dict, path
     step1 = sorted((r for r in rows if r["K"] == 0), key=lambda r: r["L"])
     a.plot([r["L"] for r in step1], [r["neg_elbo"] for r in step1], "o-")
     a.axvline(choice["total"], color="C3", ls="--", lw=1)
+    a.set_xticks([r["L"] for r in step1])
     a.set(xlabel="K + L (K = 0)", ylabel="held-out -ELBO (-D)", title="Step 1: total latents")
     per_k = choice["per_k"]
     b.plot([0] + [r["K"] for r in per_k], [0.0] + [r["information_flow"] for r in per_k], "o-")
     b.axvline(choice["K"], color="C3", ls="--", lw=1)
+    b.set_xticks(range(0, len(per_k) + 1))
     b.set(xlabel=f"K (K + L = {choice['total']})", ylabel="I(alpha; Y) (C), nats", title="Steps 2-3: causal factors")
     for k in sorted({r["K"] for r in rows if r["K"] > 0}):
         pts = sorted((r for r in rows if r["K"] == k and r["K"] + r["L"] == choice["total"]), key=lambda r: r["lambda"])

@@ -24,6 +24,9 @@ def work(size: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def local_ray():
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import a test module
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=False)
     task = ray.remote(work).options(num_cpus=2)
     ray.get(task.remote(0))  # a warm worker, as in a run after its first task
