@@ -162,6 +162,8 @@ def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None
         f"thresholds {study.thresholds}; file sha256 {study.sha256[:12]}")
     start = time.perf_counter()
     if study.kind == "gce-algorithm1":
+        if executor != "local":
+            log("[study] Algorithm 1 runs in this process (each fit decides the next): --executor is not used")
         result = _algorithm1(study, chosen, out, device, log)
     else:
         result = _one_at_a_time(study, chosen, out, device, executor, ray_address, log)
