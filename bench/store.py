@@ -133,7 +133,10 @@ def _load_payload(path: Path, expect_key: str, log) -> dict | None:
     data = _remote.get(_entry_name(path))
     if data is None:
         return None
-    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # unreadable bytes are a cache miss, as on the local disk
+        return None
     return payload if isinstance(payload, dict) and payload.get("key") == expect_key else None
 
 

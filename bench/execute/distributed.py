@@ -323,9 +323,12 @@ def run_on_ray(config, seeds: tuple[int, ...], out: Path, options: RayOptions, l
             resources = {"num_cpus": threads, "num_gpus": 1}
         else:
             resources = {"num_cpus": threads}
-        if ray.cluster_resources().get("CPU", 0) < threads:
-            raise BenchError(f"each task asks for {threads} CPUs; the Ray cluster has "
-                             f"{ray.cluster_resources().get('CPU', 0):g} (use --task-cpus)")
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if max((n.get("CPU", 0) for n in nodes), default=0) < threads:  # a task runs on one node: else it waits forever
+            raise BenchError(f"each task asks for {threads} CPUs; no Ray node has that many "
+                             f"(the largest: {max((n.get('CPU', 0) for n in nodes), default=0):g}; use --task-cpus)")
+        if "num_gpus" in resources and not any(n.get("GPU", 0) >= 1 for n in nodes):
+            raise BenchError("--device cuda asks for a GPU per task; no Ray node has one")
         task = lambda fn: ray.remote(fn).options(max_retries=MAX_RETRIES, **resources)  # noqa: E731
         features_task, black_box_task = task(_features_task), task(_black_box_task)
         fit_task, score_task = task(_fit_task), task(_score_task)

@@ -158,6 +158,8 @@ def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None
     ensure_writable_dir(out)
     atomic_write_bytes(out / "study.toml", study.path.read_bytes())  # the file as run; its hash is in study.json
     torch_device = device_from_option(device)
+    if not (out / "study.json").exists():  # before any cell: an interrupted first session resumes only this study
+        _write_json(out / "study.json", {"provenance": _provenance(study, chosen, torch_device), "sessions": []})
     log(f"[study] {study.name} ({study.kind}), size {size}: profile {chosen.profile}, seeds {list(chosen.seeds)}; "
         f"thresholds {study.thresholds}; file sha256 {study.sha256[:12]}")
     start = time.perf_counter()
@@ -238,7 +240,8 @@ def _pooled(study: Study, size: Size, grid, values) -> list[dict]:
     """Per cell and metric: mean and s.d. over seeds, the move from the centre, and that move over the seed
     spread (the pooled s.d. of the centre and the cell); ``sensitive`` when the ratio is above the file's
     ``sensitive_ratio``."""
-    metrics = list(study.metrics) or sorted({m for c in values.values() for v in c.values() for m in v})
+    metrics = list(study.metrics) or sorted({m for c in values.values() for v in c.values() for m in v
+                                             if m is not None and m != "error"})
     ratio = float(study.thresholds["sensitive_ratio"])
     rows = []
     center = {m: _mean_sd([values["center"][s].get(m) for s in size.seeds]) for m in metrics}
