@@ -676,13 +676,21 @@ def write_leaderboards(run_dir: Path, records: list[dict]) -> str:
     return markdown
 
 
+def default_out(config: RunConfig, seeds: tuple[int, ...]) -> Path:
+    """``config.out``, else ``runs/<suite>-<profile>-seed<N>`` (one seed) or ``...-seeds<a>-<b>...``."""
+    if config.out:
+        return Path(config.out)
+    stem = f"runs/{get_suite(config.suite).name}-{config.profile}"
+    return Path(f"{stem}-seed{seeds[0]}" if len(seeds) == 1 else f"{stem}-seeds" + "-".join(map(str, seeds)))
+
+
 def run_seeds(config: RunConfig, seeds: tuple[int, ...], log: Callable[[str], None] = _log) -> Path:
     """Run every seed into ``<out>/seed<N>/`` (default out ``runs/<suite>-<profile>-seeds<a>-<b>...``),
     then write the pooled leaderboard (mean ± s.d. over seeds) and report in ``<out>``. Models are cached
     per seed, so an interrupted multi-seed run resumes where it stopped."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
-    out = Path(config.out or f"runs/{get_suite(config.suite).name}-{config.profile}-seeds" + "-".join(map(str, seeds)))
+    out = default_out(config, seeds)
     planned = plan(config, log, out=out)
     progress = RunProgress(planned.n_steps * len(seeds), bar=True)
     try:

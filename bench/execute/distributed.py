@@ -65,9 +65,7 @@ def connected(options: RayOptions, log: Callable[[str], None]):
         return
     address = options.address or os.environ.get("RAY_ADDRESS") or None
     kwargs = {"include_dashboard": False, "logging_level": "WARNING", "configure_logging": False}
-    if address and address != "auto":
-        _reachable(address)  # ray.init retries an unreachable address for minutes
-    try:
+    try:  # (an unreachable address was refused before any work: run_seeds_on_ray)
         if address:
             ray.init(address=address, **kwargs)
         else:
@@ -416,19 +414,14 @@ def run_seeds_on_ray(config, seeds: tuple[int, ...], options: RayOptions, log: C
     """``bench run --executor ray``: as :func:`bench.runner.run_seeds` (one seed: as :func:`bench.runner.run`),
     every seed's black box, fits and scorings as Ray tasks. Returns the run directory."""
     from bench import leaderboard
-    from bench.runner import _output_dir, write_leaderboards
-    from bench.suites import get_suite
+    from bench.runner import _output_dir, default_out, write_leaderboards
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
     address = options.address or os.environ.get("RAY_ADDRESS")
     if address and address != "auto":
         _reachable(address)  # before any work
-    name = get_suite(config.suite).name
-    if len(seeds) == 1:
-        out = Path(config.out or f"runs/{name}-{config.profile}-seed{seeds[0]}")
-    else:
-        out = Path(config.out or f"runs/{name}-{config.profile}-seeds" + "-".join(map(str, seeds)))
+    out = default_out(config, seeds)
     with _output_dir(out):
         dirs = run_on_ray(replace(config, seed=seeds[0]), seeds, out, options, log)
         if len(seeds) > 1:
