@@ -35,7 +35,7 @@ class Results:
     def frame(self) -> pd.DataFrame:
         """One row per (suite, seed, explainer, metric, factor): ``value`` (NaN where a metric is undefined),
         ``unit`` and ``higher_is_better`` (None for diagnostics). Failed explainers are in :attr:`errors`."""
-        from bench.results import rows_of
+        from bench.outputs.results import rows_of
         from metrics import METRICS
 
         rows = []
@@ -54,7 +54,7 @@ class Results:
     @property
     def errors(self) -> pd.DataFrame:
         """The explainers that failed: (seed, explainer, error)."""
-        from bench.results import rows_of
+        from bench.outputs.results import rows_of
 
         rows = [(rec["metadata"].get("seed"), r.explainer, r.error)
                 for rec in self.records for r in rows_of(rec) if r.error is not None]
@@ -71,7 +71,7 @@ class Results:
 
     def leaderboard(self, fmt: str = "md") -> str:
         """The leaderboard as text: ``md``, ``csv``, ``html`` or ``latex`` (mean ± s.d. over seeds)."""
-        from bench.leaderboard import render
+        from bench.outputs.leaderboard import render
 
         return render(list(self.records), fmt)
 
@@ -91,7 +91,7 @@ class Results:
 
 def load(path: str | Path) -> Results:
     """:class:`Results` from a run directory, a ``results.json``, or a multi-seed run directory."""
-    from bench.leaderboard import check_same_run, run_records
+    from bench.outputs.leaderboard import check_same_run, run_records
 
     path = Path(path)
     records = run_records([path])
@@ -122,7 +122,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     recipe and cached); ``classifier_output`` says whether it returns ``logits`` or ``probabilities``.
     ``plugins``: files (``mine.py``) or modules whose ``@register`` adds explainers, imported first.
     ``precision``: what fits train in: ``auto`` (bf16 autocast where the device computes bf16 natively, else
-    fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.runtime``).
+    fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.execute.runtime``).
     ``rescore=True`` scores every explainer again; otherwise an explainer whose fit, inputs and scoring code
     are unchanged gets its scores from the cache (``cache=False`` neither reads nor writes them).
     ``settings``: explainer -> {setting: value} over the profile's (``--set gce.lam=0.1``); recorded in the
@@ -133,12 +133,12 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
     box that does not fit the suite), before any training.
     """
-    from bench.blackbox import UserClassifier
+    from bench.inputs.blackbox import UserClassifier
     from bench.progress import bars, configure_logging
-    from bench.runner import RunConfig, run as run_one, run_seeds
-    from bench.runtime import keep_freed_memory
+    from bench.execute.runner import RunConfig, run as run_one, run_seeds
+    from bench.execute.runtime import keep_freed_memory
 
-    keep_freed_memory()  # the same numbers, much less kernel time (bench.runtime)
+    keep_freed_memory()  # the same numbers, much less kernel time (bench.execute.runtime)
 
     if seed is not None and seeds is not None:
         raise BenchError(f"give seed or seeds, not both (seed={seed}, seeds={list(seeds)})")
@@ -174,7 +174,7 @@ def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None,
     with bars(progress):
         if executor == "ray":
             from bench.execute.distributed import RayOptions, require_ray, run_seeds_on_ray
-            from bench.runner import _log
+            from bench.execute.runner import _log
 
             require_ray()
             options = RayOptions(ray_address, task_cpus, tuple(_plugin_spec(p) for p in plugins))

@@ -3,7 +3,7 @@
 ``python -m bench cache info|prune|clear``. The cache (:func:`bench.store.cache_root`) holds, and
 genexbench writes nowhere else in it:
 
-- ``data/<dataset>/<dataset>-<hash>.pt``: a dataset's images (:func:`bench.data.load_dataset`), and
+- ``data/<dataset>/<dataset>-<hash>.pt``: a dataset's images (:func:`bench.inputs.data.load_dataset`), and
   ``data/mnist/mnist.pkl.gz``, the MNIST download;
 - ``models/<kind>-<key>.pt``: a trained model, ``<kind>`` the black box (``classifier``), the FID
   feature network (``featurenet``) or an explainer's fit identity (``gce``, ``ganmex`` shared by
@@ -127,7 +127,7 @@ def _unreadable(entry: Entry) -> tuple[str | None, object]:
     checksum."""
     import torch
 
-    from bench.data import MNIST_PKL_SHA256
+    from bench.inputs.data import MNIST_PKL_SHA256
     from bench.store import sha256_file, stable_hash
 
     if entry.kind == "data mnist download":

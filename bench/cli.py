@@ -183,7 +183,7 @@ def _seed_list(text: str) -> tuple[int, ...]:
 
 
 def _cmd_leaderboard(args) -> int:
-    from bench.leaderboard import render, run_records
+    from bench.outputs.leaderboard import render, run_records
     from bench.store import atomic_write_text
 
     text = render(run_records(args.runs), args.format)
@@ -209,7 +209,7 @@ def _cmd_compare(args) -> int:
 def listing() -> dict:
     """What ``list`` shows, as data: suites (with profiles), explainers (with capabilities and paper), metrics
     (with direction, capability, unit and description), each in registry order."""
-    from bench.suites import SUITES
+    from bench.inputs.suites import SUITES
     from explainers.base import EXPLAINERS
     from metrics import METRICS
 
@@ -302,8 +302,8 @@ def _dispatch(argv: list[str] | None) -> int:
                 return _cmd_cache(args)
         if args.command == "suite":
             from bench.errors import user_errors
-            from bench.runner import check_settings
-            from bench.suites import get_suite, suite_dict, suite_toml
+            from bench.execute.runner import check_settings
+            from bench.inputs.suites import get_suite, suite_dict, suite_toml
             from explainers.base import EXPLAINERS
 
             found = get_suite(args.name)
@@ -317,7 +317,7 @@ def _dispatch(argv: list[str] | None) -> int:
         if args.command == "leaderboard":
             return _cmd_leaderboard(args)
         if args.command == "report":
-            from bench.report import write_report
+            from bench.outputs.report import write_report
 
             print(write_report(args.run_dir))
             return 0

@@ -1,6 +1,6 @@
 """The one interface every explainer implements, and the registry of explainers.
 
-An explainer explains a frozen black box ``f`` (a :class:`bench.classifier.BlackBox`:
+An explainer explains a frozen black box ``f`` (a :class:`bench.inputs.classifier.BlackBox`:
 images in, class probabilities and their gradient out). Explainers differ in
 what they can produce, so they declare *capabilities*; a metric names the one
 it needs and the leaderboard prints ``n/a`` where an explainer lacks it.
@@ -77,12 +77,12 @@ def training_precision(precision: str) -> Iterator[None]:
     (convolutions and matrix products in bf16; weights, gradients and optimiser state stay float32),
     ``"fp32"`` as written. Outside, fp32. CPU autocast leaves softmax, logs, exponentials and reductions in
     the dtype they are given, so every network output a loss, a log or a bin index is computed from is
-    brought back to float32 first (:func:`float32`; the black box's outputs, ``bench.classifier``), and
+    brought back to float32 first (:func:`float32`; the black box's outputs, ``bench.inputs.classifier``), and
     the losses of a bf16 fit are float32 arithmetic on bf16-computed activations.
 
     Explanations and metrics always run in float32; only training is affected. Where a CPU multiplies
     bf16 natively (AVX-512 BF16 or AMX), the fits run 1.4-7x faster (issue 15's note); elsewhere bf16 is
-    emulated and slower, so the runner asks for it only where it is native (``bench.runtime``).
+    emulated and slower, so the runner asks for it only where it is native (``bench.execute.runtime``).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

@@ -34,7 +34,7 @@ class Scores(nn.Module):
 
 
 def score_module(classifier: nn.Module) -> nn.Module:
-    """f's class scores for Captum, through the black box's declared protocol (:class:`bench.classifier.BlackBox`:
+    """f's class scores for Captum, through the black box's declared protocol (:class:`bench.inputs.classifier.BlackBox`:
     ``n_classes``, ``forward`` = probabilities, ``logits``, ``predict``): its network itself when that returns
     logits (DeepLift needs its ReLU modules), else the log of its probabilities."""
     return classifier.network if classifier.output == "logits" else Scores(classifier)

@@ -81,7 +81,7 @@ class FeatureNet(nn.Module):
     """Small CNN for 28x28 grey images: two conv blocks -> 128-d features -> class logits (for ``(C, H, W)``
     images: C input channels, features from 64 x H/4 x W/4).
 
-    Trained by the suite (``bench.features``) on every class of its dataset; FID
+    Trained by the suite (``bench.inputs.features``) on every class of its dataset; FID
     reads the 128-d pre-activation of the penultimate layer (dense: no dead ReLU units).
     """
 

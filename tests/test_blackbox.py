@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import bench
-from bench.blackbox import UserClassifier, build, weights_sha256
-from bench.classifier import Table1Classifier
+from bench.inputs.blackbox import UserClassifier, build, weights_sha256
+from bench.inputs.classifier import Table1Classifier
 from bench.cli import main
-from bench.leaderboard import check_same_run
+from bench.outputs.leaderboard import check_same_run
 
 USER_MODELS = '''
 import torch
@@ -143,7 +143,7 @@ def test_a_black_box_that_does_not_fit_is_one_line_before_any_work(user_models, 
 def test_a_box_that_returns_probabilities_is_explained_through_its_log_probabilities(smoke_run, user_models):
     """Captum reads f's scores: the network itself for logits, log f(x) for a box that returns probabilities
     (never the probabilities taken for logits)."""
-    from bench.classifier import BlackBox
+    from bench.inputs.classifier import BlackBox
     from explainers.captum_baselines import score_module
 
     torch.manual_seed(3)

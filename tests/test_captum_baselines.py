@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.classifier import BlackBox
+from bench.inputs.classifier import BlackBox
 from explainers.base import EXPLAINERS, Capability
 
 METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "occlusion", "random")

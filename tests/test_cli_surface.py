@@ -23,8 +23,8 @@ from packaging.requirements import Requirement
 
 from bench.cli import main
 from bench.gate import compare_records, load_baseline, make_baseline, write_baseline
-from bench.leaderboard import run_records
-from bench.results import load_record, write_record
+from bench.outputs.leaderboard import run_records
+from bench.outputs.results import load_record, write_record
 from bench.store import save_checkpoint, stable_hash
 from explainers.base import EXPLAINERS
 from metrics import METRICS
@@ -336,7 +336,7 @@ def test_the_package_is_mit_licensed_and_admits_the_tested_torch_pair():
 def test_cache_prune_removes_models_whose_training_code_changed(tmp_path, monkeypatch, mnist38, black_box, capsys):
     """A real fit stores its code stamp; the same checkpoint stamped with another source hash (older code of
     GCE), or a module that is gone, is pruned; the current one stays."""
-    from bench import runner as runner_mod
+    from bench.execute import runner as runner_mod
     from explainers.base import EXPLAINERS
 
     monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / "c"))

@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
-from bench import data as data_mod
-from bench.data import load_dataset, read_idx
+from bench.inputs import data as data_mod
+from bench.inputs.data import load_dataset, read_idx
 from bench.errors import BenchError
 
 

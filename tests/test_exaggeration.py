@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, kl_divergence
 
-from bench.classifier import BlackBox, Table1Classifier
+from bench.inputs.classifier import BlackBox, Table1Classifier
 from explainers.base import EXPLAINERS, MissingCapability
 from explainers.exaggeration import (ConditionalBatchNorm2d, ProgressiveExaggeration, ProjectionDiscriminator,
                                      bernoulli_kl, bin_index, discriminator_hinge_loss,

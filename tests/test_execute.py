@@ -13,7 +13,7 @@ import torch
 
 from bench.cli import main as run_cli
 from bench.errors import BenchError
-from bench.results import load_record
+from bench.outputs.results import load_record
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLAINERS = ("gce", "ganmex_ig", "ganmex_deeplift", "integrated_gradients")
@@ -143,8 +143,8 @@ SHARED_FIT = textwrap.dedent('''
     import json, sys, time
     from pathlib import Path
     import torch
-    from bench.classifier import ClassifierConfig, cached_classifier
-    from bench.data import load_dataset
+    from bench.inputs.classifier import ClassifierConfig, cached_classifier
+    from bench.inputs.data import load_dataset
 
     ready, both = Path(sys.argv[1]), Path(sys.argv[2])
     data = load_dataset("mnist", (3, 8))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.suites import SUITES
+from bench.inputs.suites import SUITES
 from explainers.base import EXPLAINERS, Capability
 
 README_PLUGIN = "input_descent"  # README "Write your own explainer": a plugin file, held to the same contract

@@ -91,7 +91,7 @@ def test_attributions_add_up_to_the_score_delta_from_the_counterfactual(fitted, 
 def test_gradient_penalty_closed_form_and_the_paper_profiles_wgan_gp_fit(mnist38, black_box):
     from torch import nn
 
-    from bench.suites import SUITES
+    from bench.inputs.suites import SUITES
     from explainers.ganmex import gradient_penalty
 
     critic = nn.Sequential(nn.Flatten(), nn.Linear(784, 1, bias=False))  # D(x) = w.x: |grad| = |w| everywhere

@@ -14,7 +14,7 @@ from scipy import stats
 from bench.cli import main
 from bench.gate import (ALPHA, RegressionError, Tolerance, UnusableInput, assert_no_regression,
                         compare, compare_records, make_baseline, write_baseline)
-from bench.results import write_record
+from bench.outputs.results import write_record
 from explainers.base import EXPLAINERS
 
 

@@ -14,7 +14,7 @@ from scipy import stats
 from bench.cli import main
 from bench.gate import (ALPHA, DEFAULT_FLOOR, DEFAULT_TOLERANCE, MIN_CALIBRATION_SEEDS, Tolerance, compare_records,
                         detection_power, holm, make_baseline, prediction_bound, prediction_pvalue, seeds_needed)
-from bench.results import write_record
+from bench.outputs.results import write_record
 from metrics import METRICS
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "baselines" / "mnist-quick.json"

@@ -11,11 +11,11 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from bench import ground_truth
-from bench.classifier import BlackBox, ClassifierConfig, train_classifier
-from bench.data import load_dataset
+from bench.inputs import ground_truth
+from bench.inputs.classifier import BlackBox, ClassifierConfig, train_classifier
+from bench.inputs.data import load_dataset
 from bench.errors import BenchError
-from bench.suites import get_suite, load_suite_file
+from bench.inputs.suites import get_suite, load_suite_file
 from explainers.base import EXPLAINERS, Capability, Explainer
 from metrics import ground_truth as gt
 
@@ -135,7 +135,7 @@ def test_proxy_correlation_interval_reflects_the_spread_over_explainers():
 
 
 def test_proxy_validity_table_signs_agreement_by_direction():
-    from bench.validity import proxy_validity, to_markdown
+    from bench.outputs.validity import proxy_validity, to_markdown
 
     def record(offset: float) -> dict:
         details = {}
@@ -291,14 +291,14 @@ class MarkerOracle(Explainer):
 
 @pytest.fixture(scope="module")
 def spurious_run(mnist38, tmp_path_factory):
-    from bench.runner import RunConfig, run
+    from bench.execute.runner import RunConfig, run
 
     out = tmp_path_factory.mktemp("spurious") / "run"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(EXPLAINERS._entries, "marker_oracle", MarkerOracle)
         run(RunConfig(suite="spurious-mnist", profile="smoke", seed=0, device="cpu", out=out,
                       explainers=("marker_oracle", "pixel_blend", "saliency", "random")), log=lambda m: None)
-    from bench.results import load_record
+    from bench.outputs.results import load_record
 
     return out, load_record(out)
 

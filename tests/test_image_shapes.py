@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.classifier import BlackBox, ClassifierConfig, Table1Classifier, train_classifier
-from bench.data import Split
+from bench.inputs.classifier import BlackBox, ClassifierConfig, Table1Classifier, train_classifier
+from bench.inputs.data import Split
 from explainers.base import EXPLAINERS, Capability, check_image_shape
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))

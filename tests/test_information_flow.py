@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.special import ndtr
 
-from bench.classifier import BlackBox, Table1Classifier
+from bench.inputs.classifier import BlackBox, Table1Classifier
 from explainers.gce import Decoder
 from metrics.information_flow import (information_flow, information_flow_loop, information_flow_per_factor,
                                       mutual_information_from_probs)

@@ -14,9 +14,9 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.leaderboard import build_board, render, run_records
-from bench.report import write_report
-from bench.results import write_record
+from bench.outputs.leaderboard import build_board, render, run_records
+from bench.outputs.report import write_report
+from bench.outputs.results import write_record
 
 
 SEED0 = {("gce", "information_flow"): 0.5, ("gce", "removal_morf_auc"): 0.6, ("gce", "saliency_seconds"): 0.001,
@@ -160,7 +160,7 @@ def test_a_difference_inside_the_spread_over_tie_orders_or_seeds_is_a_tie(record
 
 
 def test_a_mean_is_shown_to_the_precision_of_its_spread():
-    from bench.leaderboard import mean_sd_text
+    from bench.outputs.leaderboard import mean_sd_text
 
     assert mean_sd_text(0.6431, 0.02485) == "0.643 ± 0.025"
     assert mean_sd_text(123.4, 12.3) == "123 ± 12"

@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from bench.scoring import SaliencySetup, SweepSetup, fid_by_group, score_saliency, score_sweeps
+from bench.execute.scoring import SaliencySetup, SweepSetup, fid_by_group, score_saliency, score_sweeps
 from explainers.base import Capability, Explainer, LatentSplit
 from explainers.pixel_blend import PixelBlend
 from metrics.accuracy_drop import accuracy_drop

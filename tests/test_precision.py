@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.runner import fitted_explainer
-from bench.runtime import native_bf16, training_precision_for
+from bench.execute.runner import fitted_explainer
+from bench.execute.runtime import native_bf16, training_precision_for
 from explainers.base import EXPLAINERS, Capability, autocast, training_precision
 
 CPU = torch.device("cpu")

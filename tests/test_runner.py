@@ -11,13 +11,13 @@ import statistics
 import pytest
 import torch
 
-from bench import runner as runner_mod
-from bench.data import FMNIST_DEFAULT_ROOT
-from bench.leaderboard import mean_sd_text, render
-from bench.results import load_record
-from bench.runner import RunConfig, run
+from bench.execute import runner as runner_mod
+from bench.inputs.data import FMNIST_DEFAULT_ROOT
+from bench.outputs.leaderboard import mean_sd_text, render
+from bench.outputs.results import load_record
+from bench.execute.runner import RunConfig, run
 from explainers.base import EXPLAINERS
-from bench.suites import SUITES
+from bench.inputs.suites import SUITES
 
 SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")  # what conftest's shared smoke run fits
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data import load_dataset
+from bench.inputs.data import load_dataset
 from bench.errors import BenchError
-from bench.runner import RunConfig, plan
-from bench.suites import SUITES, get_suite, load_suite_file, suite_toml
+from bench.execute.runner import RunConfig, plan
+from bench.inputs.suites import SUITES, get_suite, load_suite_file, suite_toml
 
 DATA = Path(__file__).parent / "data"
 

@@ -52,10 +52,10 @@ def step_seconds(name: str, settings: dict, classifier, images: torch.Tensor, de
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from bench.classifier import BlackBox, ClassifierConfig, train_classifier
-    from bench.data import load_dataset
-    from bench.results import device_info
-    from bench.runtime import training_precision_for
+    from bench.inputs.classifier import BlackBox, ClassifierConfig, train_classifier
+    from bench.inputs.data import load_dataset
+    from bench.outputs.results import device_info
+    from bench.execute.runtime import training_precision_for
 
     parser = argparse.ArgumentParser(prog="python -m bench.execute.costs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

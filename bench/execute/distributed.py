@@ -176,7 +176,7 @@ def _quiet(message: str) -> None:
 
 
 def _plan(config, scratch: Path):
-    from bench.runner import plan
+    from bench.execute.runner import plan
 
     return plan(config, _quiet, out=scratch / "run")
 
@@ -188,10 +188,10 @@ _MEMO: dict = {}
 
 
 def _prepared(config, keeper, scratch: Path, timings: dict | None = None):
-    """The plan and the shared scoring inputs (:func:`bench.runner._prepare_seed`) of ``config``'s seed in
+    """The plan and the shared scoring inputs (:func:`bench.execute.runner._prepare_seed`) of ``config``'s seed in
     this run, computed once per worker. ``timings``: compute afresh and time it (the black box task)."""
     from bench.progress import RunProgress
-    from bench.runner import _prepare_seed
+    from bench.execute.runner import _prepare_seed
 
     key = (keeper._actor_id.hex(), repr(replace(config, out=None, command=[])))
     if timings is None and key in _MEMO:
@@ -208,7 +208,7 @@ def _prepared(config, keeper, scratch: Path, timings: dict | None = None):
 
 def _features_task(config, keeper, threads: int, plugins: tuple[str, ...]) -> dict:
     """Train (or load) the FID feature network every seed's scoring shares."""
-    from bench.features import feature_extractor
+    from bench.inputs.features import feature_extractor
 
     with _worker(keeper, threads, plugins) as scratch:
         start = time.perf_counter()
@@ -239,7 +239,7 @@ def _fit_task(config, keeper, threads: int, plugins: tuple[str, ...], name: str,
     """Fit (or load) one explainer. ``after``: fit tasks of the same fit identity that come first (their
     result is in the cache by then, and loaded here if it is this fit too)."""
     from bench.progress import log_to
-    from bench.runner import black_box_identity, explainer_seed, fitted_explainer
+    from bench.execute.runner import black_box_identity, explainer_seed, fitted_explainer
 
     with _worker(keeper, threads, plugins) as scratch:
         start = time.perf_counter()
@@ -266,8 +266,8 @@ def _score_task(config, keeper, threads: int, plugins: tuple[str, ...], name: st
     the figure files, which the driver writes. ``before``: the scoring of an explainer of the same fit,
     whose sweeps this one shares (as in a local run)."""
     from bench.progress import RunProgress
-    from bench.results import Row
-    from bench.runner import Outcome, _score_one
+    from bench.outputs.results import Row
+    from bench.execute.runner import Outcome, _score_one
 
     with _worker(keeper, threads, plugins) as scratch:
         if fit is not None and "error" in fit:
@@ -309,8 +309,8 @@ def run_on_ray(config, seeds: tuple[int, ...], out: Path, options: RayOptions, l
     as each seed's tasks finish. Returns the run directories. A seed's directory is written only when all its
     tasks are done, so an interrupted run leaves complete seeds and a cache that resumes the rest."""
     from bench.progress import RunProgress
-    from bench.results import code_revision
-    from bench.runner import plan
+    from bench.outputs.results import code_revision
+    from bench.execute.runner import plan
     from explainers.base import Capability
 
     revision = code_revision()
@@ -411,10 +411,10 @@ def _seconds(result: dict) -> float:
 
 
 def run_seeds_on_ray(config, seeds: tuple[int, ...], options: RayOptions, log: Callable[[str], None]) -> Path:
-    """``bench run --executor ray``: as :func:`bench.runner.run_seeds` (one seed: as :func:`bench.runner.run`),
+    """``bench run --executor ray``: as :func:`bench.execute.runner.run_seeds` (one seed: as :func:`bench.execute.runner.run`),
     every seed's black box, fits and scorings as Ray tasks. Returns the run directory."""
-    from bench import leaderboard
-    from bench.runner import _output_dir, default_out, write_leaderboards
+    from bench.outputs import leaderboard
+    from bench.execute.runner import _output_dir, default_out, write_leaderboards
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
@@ -439,8 +439,8 @@ def _cache_root() -> Path:
 def _write_seed(s: _SeedTasks, results: dict, planned, features: dict | None, run_dir: Path, revision: str,
                 started: float, log: Callable[[str], None], config) -> Path:
     """The driver's part of a seed: its run directory from its tasks' results."""
-    from bench.runner import _output_dir, _Shared, finish_seed
-    from bench.scoring import SaliencySetup
+    from bench.execute.runner import _output_dir, _Shared, finish_seed
+    from bench.execute.scoring import SaliencySetup
     from bench.store import atomic_write_bytes
 
     black_box = results[s.black_box]

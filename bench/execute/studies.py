@@ -1,7 +1,7 @@
 """``python -m bench study FILE.toml``: a parameter study (settings x seeds) in one resumable directory.
 
 A study file states, before anything runs, its grid, its profile and every decision threshold it uses
-(``bench/study_files/*.toml`` are the built-in ones; the file's format is documented in
+(``bench/execute/study_files/*.toml`` are the built-in ones; the file's format is documented in
 ``gce-sensitivity.toml``). Two kinds:
 
 - ``one-at-a-time``: around a centre, one setting moved at a time, each cell a whole run of the suite
@@ -33,7 +33,7 @@ import torch
 
 from bench.errors import BenchError
 
-STUDY_DIR = Path(__file__).resolve().parent.parent / "study_files"
+STUDY_DIR = Path(__file__).resolve().parent / "study_files"
 KINDS = ("one-at-a-time", "gce-algorithm1")
 
 
@@ -116,7 +116,7 @@ def load_study(name_or_path: str | Path) -> Study:
 
 
 def _provenance(study: Study, size: Size, device) -> dict:
-    from bench.results import code_revision, device_info, versions
+    from bench.outputs.results import code_revision, device_info, versions
 
     return {"study": study.name, "kind": study.kind, "size": size.name, "file": str(study.path),
             "file_sha256": study.sha256, "suite": study.suite, "explainer": study.explainer,
@@ -127,7 +127,7 @@ def _provenance(study: Study, size: Size, device) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    from bench.results import _strict
+    from bench.outputs.results import _strict
     from bench.store import atomic_write_text
 
     atomic_write_text(path, json.dumps(_strict(obj), indent=1) + "\n")
@@ -146,7 +146,7 @@ def _check_out(out: Path, study: Study, size: Size) -> None:
 def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None = None, device: str = "auto",
               executor: str = "local", ray_address: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run (or resume) a study; returns its directory (default ``studies/<name>-<size>``)."""
-    from bench.runner import device_from_option
+    from bench.execute.runner import device_from_option
     from bench.store import atomic_write_bytes, ensure_writable_dir
 
     study = load_study(name_or_path)
@@ -196,7 +196,7 @@ def cells(size: Size) -> list[tuple[str, dict, tuple[str, object] | None]]:
 def _one_at_a_time(study: Study, size: Size, out: Path, device: str, executor: str, ray_address: str | None,
                    log: Callable[[str], None]) -> dict:
     from bench.api import run
-    from bench.results import load_record
+    from bench.outputs.results import load_record
 
     grid = cells(size)
     values: dict[str, dict[int, dict]] = {}  # cell -> seed -> metric -> value
@@ -351,9 +351,9 @@ class _Measure:
 
     def _setup(self):
         if self._ready is None:
-            from bench.classifier import cached_classifier
+            from bench.inputs.classifier import cached_classifier
             from bench.progress import log_to
-            from bench.runner import RunConfig, black_box_identity, plan
+            from bench.execute.runner import RunConfig, black_box_identity, plan
 
             config = RunConfig(suite=self.study.suite, profile=self.size.profile, explainers=(self.study.explainer,),
                                seed=self.seed, device=self.device, out=self.out / "unused")
@@ -363,7 +363,7 @@ class _Measure:
             classifier, record = cached_classifier(
                 suite_key=suite_key, train=data.train, val=data.val, test=data.test, n_classes=data.n_classes,
                 config=planned.profile.classifier, seed=self.seed, device=planned.device,
-                log=log_to("bench.classifier"), cache=True, user=planned.user)
+                log=log_to("bench.inputs.classifier"), cache=True, user=planned.user)
             self._ready = (planned, suite_key, classifier, black_box_identity(record), record)
         return self._ready
 
@@ -372,7 +372,7 @@ class _Measure:
         if key in self.table:
             return self.table[key]
         from bench.progress import log_to
-        from bench.runner import explainer_seed, fitted_explainer
+        from bench.execute.runner import explainer_seed, fitted_explainer
         from metrics.information_flow import information_flow
 
         planned, suite_key, classifier, classifier_key, _ = self._setup()

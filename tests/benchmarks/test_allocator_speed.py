@@ -1,4 +1,4 @@
-"""Large-tensor work with glibc's default malloc against :func:`bench.runtime.keep_freed_memory`.
+"""Large-tensor work with glibc's default malloc against :func:`bench.execute.runtime.keep_freed_memory`.
 
     pytest tests/benchmarks/test_allocator_speed.py --benchmark-enable
 
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent("""
     import hashlib, sys, time
     import torch
-    from bench.runtime import keep_freed_memory
+    from bench.execute.runtime import keep_freed_memory
     if sys.argv[1] == "kept":
         assert keep_freed_memory()
-    from bench.classifier import BlackBox, Table1Classifier
+    from bench.inputs.classifier import BlackBox, Table1Classifier
     torch.manual_seed(0)
     box = BlackBox(Table1Classifier(2), 2)
     x = torch.rand(1000, 1, 28, 28)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.classifier import BlackBox, Table1Classifier
+from bench.inputs.classifier import BlackBox, Table1Classifier
 from explainers.gce import GCE
 from metrics.information_flow import information_flow, information_flow_loop, resolve_device
 

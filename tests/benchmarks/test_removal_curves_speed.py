@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.classifier import BlackBox, Table1Classifier
+from bench.inputs.classifier import BlackBox, Table1Classifier
 from metrics.saliency import DEFAULT_FRACTIONS, relevance_order, removal_curves
 
 SHAPES = {"200 maps x 21 fractions": 200}

@@ -20,9 +20,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.classifier import BlackBox, Table1Classifier
-from bench.suites import SUITES
-from bench.runtime import native_bf16
+from bench.inputs.classifier import BlackBox, Table1Classifier
+from bench.inputs.suites import SUITES
+from bench.execute.runtime import native_bf16
 from explainers.base import EXPLAINERS, PRECISIONS, training_precision
 
 FITTING = ("gce", "exaggeration", "svae", "ganmex_ig")

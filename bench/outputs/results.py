@@ -2,7 +2,7 @@
 
 A run directory holds ``results.json`` (strict JSON: ``{"metadata": ..., "results": [...]}``,
 one row per explainer x metric x factor, long format), ``leaderboard.md`` and
-``leaderboard.csv`` (rendered from it by :mod:`bench.leaderboard`), ``report.html``
+``leaderboard.csv`` (rendered from it by :mod:`bench.outputs.leaderboard`), ``report.html``
 and ``figures/``. ``results.json`` is written last, so its presence means the run
 completed.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
-from bench.schema import SCHEMA_VERSION, validate_record
+from bench.outputs.schema import SCHEMA_VERSION, validate_record
 from bench.store import atomic_write_text
 
 RESULTS_FILE = "results.json"
@@ -28,7 +28,7 @@ RESULTS_FILE = "results.json"
 
 def code_revision() -> str:
     """``git describe``-like revision of this checkout, ``-dirty`` when modified; 'unknown' outside git."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: bench/outputs/results.py
     try:
         rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10)
@@ -147,7 +147,7 @@ def write_record(run_dir: Path, record: dict) -> Path:
 
 
 def load_record(run_dir: Path) -> dict:
-    """The record of a run directory (or a ``results.json``), checked against :mod:`bench.schema`: a missing,
+    """The record of a run directory (or a ``results.json``), checked against :mod:`bench.outputs.schema`: a missing,
     corrupt or malformed file is a one-line :class:`BenchError` naming the file and the field."""
     path = Path(run_dir) / RESULTS_FILE if Path(run_dir).is_dir() else Path(run_dir)
     try:

@@ -18,13 +18,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from bench.data import Split
+from bench.inputs.data import Split
 from bench.progress import log_to, track
 from bench.store import cache_root, cached as cached_entry, source_hash, stable_hash
 from explainers.base import float32
 
 if TYPE_CHECKING:
-    from bench.blackbox import UserClassifier
+    from bench.inputs.blackbox import UserClassifier
 
 
 class Table1Classifier(nn.Module):
@@ -146,7 +146,7 @@ class ClassifierConfig:
 
 
 def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, seed: int,
-                     device: torch.device, log=log_to("bench.classifier"),
+                     device: torch.device, log=log_to("bench.inputs.classifier"),
                      build: Callable[[], nn.Module] | None = None, output: str = "logits") -> nn.Module:
     """Train ``build()`` (default GCE Table 1) with the recipe ``config``, its initial weights drawn after
     seeding torch with ``seed``. ``output``: what the network returns (the loss reads logits or
@@ -179,7 +179,7 @@ def train_classifier(train: Split, n_classes: int, config: ClassifierConfig, *, 
 
 def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split, n_classes: int,
                       config: ClassifierConfig, seed: int, device: torch.device,
-                      log=log_to("bench.classifier"), cache: bool = True,
+                      log=log_to("bench.inputs.classifier"), cache: bool = True,
                       user: "UserClassifier | None" = None) -> tuple[BlackBox, dict]:
     """The suite's black box and a record of it (name, weights hash, parameter count, accuracies, fit time,
     whether it came from the cache).
@@ -189,7 +189,7 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
     and no weights: the user's architecture trained with the same recipe and cached, keyed by its import
     path and the hash of its code. ``cache=False`` neither reads nor writes the cache.
     """
-    from bench import blackbox
+    from bench.inputs import blackbox
 
     output = user.output if user else "logits"
     image_shape = tuple(train.images.shape[1:])
@@ -241,5 +241,5 @@ def cached_classifier(*, suite_key: dict, train: Split, val: Split, test: Split,
     if record["test_accuracy"] < chance + 0.1 * (1 - chance):  # within a tenth of the way from chance to perfect
         record["warning"] = (f"test accuracy {record['test_accuracy']:.3f} is near chance ({chance:.3f}): "
                              "the explanations are of a black box that barely classifies")
-        logging.getLogger("bench.classifier").warning(f"[classifier] {record['warning']}")
+        logging.getLogger("bench.inputs.classifier").warning(f"[classifier] {record['warning']}")
     return box, record

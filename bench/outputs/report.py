@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from bench import leaderboard, validity
-from bench.results import rows_of
+from bench.outputs import leaderboard
+from bench.outputs import validity
+from bench.outputs.results import rows_of
 from bench.store import atomic_write_text
 
 REPORT_FILE = "report.html"

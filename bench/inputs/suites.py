@@ -1,7 +1,7 @@
 """Suites: dataset, classes, black box and each explainer's settings, in named profiles, read from TOML files.
 
 Every suite is a TOML file read with the standard library's ``tomllib``: the built-in ``mnist`` and
-``fmnist`` are package data (``bench/suite_files/``), and ``--suite path/to/suite.toml`` runs a user's
+``fmnist`` are package data (``bench/inputs/suite_files/``), and ``--suite path/to/suite.toml`` runs a user's
 own. ``quick`` is sized for a 2-core CPU (the default); ``smoke`` runs every explainer and metric family
 in CI time, for pipeline and regression checks, not rankings; ``paper`` uses the papers' (or the
 authors' released models') settings and is meant for a GPU. The results record which profile made them
@@ -65,13 +65,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bench.blackbox import OUTPUTS, UserClassifier
-from bench.classifier import ClassifierConfig
-from bench.data import BUILTIN as BUILTIN_DATASETS
+from bench.inputs.blackbox import OUTPUTS, UserClassifier
+from bench.inputs.classifier import ClassifierConfig
+from bench.inputs.data import BUILTIN as BUILTIN_DATASETS
 from bench.errors import BenchError, unknown_name
 
 SUITE_DIR = Path(__file__).with_name("suite_files")
-TABLE1 = "gce-table1"  # the suites' default black box: GCE Table 1 (bench.classifier)
+TABLE1 = "gce-table1"  # the suites' default black box: GCE Table 1 (bench.inputs.classifier)
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Profile:
 @dataclass(frozen=True)
 class Suite:
     name: str
-    dataset: str  # a bench.data.load_dataset name: mnist, fmnist, colored-mnist, spurious-mnist, torchvision:PATH, ...
+    dataset: str  # a bench.inputs.data.load_dataset name: mnist, fmnist, colored-mnist, spurious-mnist, torchvision:PATH, ...
     classes: tuple | None  # label ids or class names, in label order (None: every class of the dataset)
     #: bump when anything that changes the numbers changes (recorded in results; the gate compares only equal
     #: versions). Not part of cache keys: a fit is keyed by its settings, data, seed and source, so a metric

@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.errors import BenchError
-from bench.leaderboard import check_same_run, run_records
-from bench.results import code_revision, device_text, rows_of
-from bench.schema import validate_baseline
+from bench.outputs.leaderboard import check_same_run, run_records
+from bench.outputs.results import code_revision, device_text, rows_of
+from bench.outputs.schema import validate_baseline
 from bench.store import atomic_write_text
 from metrics import METRICS
 
@@ -299,7 +299,7 @@ def write_baseline(run_dirs: Sequence[str | Path], out: str | Path, *, tolerance
 
 def load_baseline(path: str | Path) -> dict:
     """The baseline in ``path``, checked (kind, baseline schema, then every field's type by
-    :func:`bench.schema.validate_baseline`); :class:`UnusableInput` (exit 2) naming the field otherwise."""
+    :func:`bench.outputs.schema.validate_baseline`); :class:`UnusableInput` (exit 2) naming the field otherwise."""
     path = Path(path)
     try:
         baseline = json.loads(path.read_text())
@@ -720,7 +720,7 @@ def check_suite(baseline: str | Path, *, suite: str = "mnist", profile: str = "q
                 tolerance: str | None = None, rule: str = "auto") -> Comparison:
     """Run ``suite`` (models come from the cache when they are there) and :func:`assert_no_regression`
     against ``baseline``: the one call a user's regression test needs."""
-    from bench.runner import RunConfig, run, run_seeds
+    from bench.execute.runner import RunConfig, run, run_seeds
 
     config = RunConfig(suite=suite, profile=profile, explainers=tuple(explainers) if explainers else None,
                        seed=seeds[0], device=device, out=Path(out) if out else None)

@@ -14,8 +14,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from bench.data import Split
-from bench.results import Row
+from bench.inputs.data import Split
+from bench.outputs.results import Row
 from explainers.base import Capability, Explainer
 from metrics import METRICS
 from metrics.accuracy_drop import accuracy_drop
@@ -150,7 +150,7 @@ class SweepSetup:
     fid_samples: int = 1000  # generated images per FID group, the same for every explainer
     class_ids: tuple[int, ...] | None = None  # the dataset label of each of f's classes (independent validity)
     fid_seed: int = 0  # which generated images a group's subsample keeps
-    truth: str | None = None  # a ground-truth suite's planted truth: "marker" or "colour" (bench.ground_truth)
+    truth: str | None = None  # a ground-truth suite's planted truth: "marker" or "colour" (bench.inputs.ground_truth)
     region: torch.Tensor | None = None  # (1, H, W) bool: the marker's pixels ("marker")
     seed: int = 0  # the run's seed (the noise of the graded degradations)
 
@@ -342,7 +342,7 @@ class SaliencySetup:
     labels: torch.Tensor  # (N,) f's predicted classes: what each map explains
     n_randomisation: int = 20  # images of the cascading-randomisation check
     n_tie_orders: int = 5  # random orders of tied pixels the removal curves are averaged over
-    region: torch.Tensor | None = None  # a marker suite's (1, H, W) region: what f uses (bench.ground_truth)
+    region: torch.Tensor | None = None  # a marker suite's (1, H, W) region: what f uses (bench.inputs.ground_truth)
     carries: torch.Tensor | None = None  # (N,) bool: the images that carry the marker (ground-truth metrics)
 
 
@@ -385,7 +385,7 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
             row(name, "removal_lerf_auc_tie_sd", curves.lerf_auc_sd),
             row(name, "removal_gap_tie_sd", curves.gap_sd),
             row(name, "saliency_gini", gini(maps).mean()), row(name, "saliency_seconds", seconds)]
-    network = classifier.network  # the black box's protocol (bench.classifier.BlackBox)
+    network = classifier.network  # the black box's protocol (bench.inputs.classifier.BlackBox)
     randomisation, randomised = [], None
     check = ("randomisation_correlation", "randomisation_correlation_signed", "randomisation_correlation_all_pixels")
     if explainer.randomisation_unscorable:

@@ -5,7 +5,7 @@ file is one :class:`~bench.errors.BenchError` line naming the file, the field an
 (``python -m bench`` exits 2), never a ``KeyError`` traceback, nor a string where a number belongs
 that would show as ``n/a`` on a leaderboard.
 
-A results record (written by the runner, :func:`bench.results.make_record`)::
+A results record (written by the runner, :func:`bench.outputs.results.make_record`)::
 
     {"metadata": {"schema_version": 1, "suite": str, "profile": str, "seed": int, ...provenance},
      "results": [{"explainer": str, "metric": str, "factor": str | null, "value": number | null,

@@ -237,7 +237,7 @@ def proxy_scatter(records: list[dict], pairs: list[tuple[str, str, str]], path: 
     """Each proxy against its ground-truth metric (the proxy-validity table's points), one panel per
     ``(capability, proxy, truth)`` of ``pairs``: an explainer's own value as a large dot, its noise-blended
     degradations as smaller dots of its colour, every seed of ``records``."""
-    from bench.validity import points
+    from bench.outputs.validity import points
 
     seeds = [points(r) for r in records]
     names = sorted({name for s in seeds for _, name, _ in s})

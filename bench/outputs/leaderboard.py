@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results import RESULTS_FILE, device_text, load_record, rows_of
+from bench.outputs.results import RESULTS_FILE, device_text, load_record, rows_of
 from metrics import METRICS
 
 FORMATS = ("md", "csv", "html", "latex")
@@ -240,11 +240,11 @@ def footer_text(board: Board) -> str:
 
 
 def _truth_text(metas: list[dict]) -> str:
-    """A ground-truth suite's verification on its black boxes (bench.ground_truth), for the footer."""
+    """A ground-truth suite's verification on its black boxes (bench.inputs.ground_truth), for the footer."""
     checks = [m["ground_truth"] for m in metas if isinstance(m.get("ground_truth"), dict)]
     if not checks:
         return ""
-    from bench.ground_truth import describe
+    from bench.inputs.ground_truth import describe
 
     failed = sum(not c.get("passed") for c in checks)
     seeds = f" ({len(checks) - failed} of {len(checks)} seeds verified)" if len(checks) > 1 else ""
@@ -391,7 +391,7 @@ def render(records: Sequence[dict], fmt: str = "md") -> str:
             lines.append(f"| {name} {factor} | " + " | ".join("n/a" if math.isnan(v) else _number(v) for v in values)
                          + " |")
         text += "\n".join(lines) + "\n"
-    from bench import validity  # a ground-truth suite's records: which proxies agree with its truth
+    from bench.outputs import validity  # a ground-truth suite's records: which proxies agree with its truth
 
     if validity.has_points(records):
         text += "\n" + validity.to_markdown(validity.proxy_validity(records))

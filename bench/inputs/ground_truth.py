@@ -75,7 +75,7 @@ class Truth:
 
 def load(name: str, classes, *, data_root=None):
     """A ground-truth dataset (module docstring) over the MNIST digits ``classes`` (None: all ten)."""
-    from bench.data import Dataset, Split, load_dataset
+    from bench.inputs.data import Dataset, Split, load_dataset
 
     if name not in NAMES:
         raise BenchError(f"unknown ground-truth dataset {name!r}; known: {', '.join(NAMES)}")
@@ -152,7 +152,7 @@ def verify(classifier, data, device: torch.device, *, limit: int | None = None) 
     out["passed"] = all(_holds(k, out[k]) for k in THRESHOLDS if k in out)
     out["thresholds"] = {k: f"{op} {v}" for k, (op, v) in THRESHOLDS.items() if k in out}
     if not out["passed"]:
-        logging.getLogger("bench.ground_truth").warning(
+        logging.getLogger("bench.inputs.ground_truth").warning(
             f"[ground truth] NOT verified on this black box: {out}; its ground-truth metrics do not measure "
             "what they claim")
     return out

@@ -1,0 +1,1 @@
+"""What a run leaves: result records and their schema, leaderboards, reports, figures, the proxy-validity table."""
