@@ -18,7 +18,9 @@ import torch
 from torch import nn
 from captum.attr import DeepLift, GradientShap, InputXGradient, IntegratedGradients, Occlusion, Saliency
 
-from explainers.base import Capability, Explainer, fixed_randomness, register
+from explainers.base import Capability, Explainer
+from explainers.registry import register
+from explainers.training import fixed_randomness
 
 
 class Scores(nn.Module):

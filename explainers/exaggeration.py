@@ -36,8 +36,9 @@ from torch import nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from explainers.base import (Capability, Explainer, LossHistory, MissingCapability, autocast, check_image_shape, float32,
-                             minibatches, register)
+from explainers.base import Capability, Explainer, MissingCapability, check_image_shape
+from explainers.registry import register
+from explainers.training import LossHistory, autocast, float32, minibatches
 from metrics.sweep import requested_ramp
 
 
@@ -204,8 +205,9 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class ProgressiveExaggeration(Explainer):
     sized_by_image = True
     state_modules = ("encoder", "generator", "discriminator")
-    # bf16 made its counterfactuals measurably worse for 1.26x (issue 15: mnist quick, 3 seeds each: sweep
-    # proximity 0.0579 +- 0.0007 in float32 against 0.0636 +- 0.0033 in bf16, compatibility 0.920 -> 0.897)
+    # fits stay float32: bf16 trains 1.26x faster but makes the counterfactuals measurably worse (measured on
+    # mnist quick, 3 seeds each: sweep proximity 0.0579 +- 0.0007 in float32 against 0.0636 +- 0.0033 in bf16,
+    # compatibility 0.920 -> 0.897)
     bf16_fit = False
     paper = "Singla et al., Explanation by progressive exaggeration, ICLR 2020"
     capabilities = frozenset({Capability.FIT, Capability.SWEEP, Capability.SALIENCY})

@@ -26,7 +26,7 @@ loss by the hinge loss with a spectrally normalised discriminator (as our exagge
 needs no gradient penalty and one discriminator step per generator step. ``adversarial="wgan-gp"`` (the
 ``paper`` profile) is the authors' code: WGAN with gradient penalty 10 on a plain (not spectrally
 normalised) critic, classification weight 1000, similarity 100, reconstruction 0, generator lr 2e-5,
-critic lr 1e-4 (``../shared/DESIGN.md``, notes from the authors' code).
+critic lr 1e-4 (``docs/design.md``, notes from the authors' code).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from captum.attr import DeepLift, IntegratedGradients
 
-from explainers.base import (Capability, Explainer, LossHistory, autocast, check_image_shape, float32,
-                             minibatches, register)
+from explainers.base import Capability, Explainer, check_image_shape
+from explainers.registry import register
+from explainers.training import LossHistory, autocast, float32, minibatches
 from explainers.captum_baselines import quiet_deeplift, score_module
 from explainers.exaggeration import discriminator_hinge_loss, generator_adversarial_loss, l1
 

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape, float32,
-                             minibatches, register)
+from explainers.base import Capability, Explainer, LatentSplit, check_image_shape
+from explainers.registry import register
+from explainers.training import LossHistory, autocast, float32, minibatches
 from metrics.information_flow import information_flow
 
 

@@ -6,8 +6,8 @@ It explains nothing: each query x is faded, pixel by pixel, into a real image r 
 
 so the sweep's end *is* a real image that ``f`` assigns to the target. Sweep validity,
 monotonicity and compatibility come almost for free, and a FID computed on whole sweeps (the query
-and the real end frames included) rewards it (issue 12: FID 99.8 against GCE's 177.8 when all 11
-frames were pooled). A generative explainer must beat this floor on what it *generates*.
+and the real end frames included) rewards it (FID 99.8 against GCE's 177.8 with all 11 frames
+pooled). A generative explainer must beat this floor on what it *generates*.
 
 The targets r are drawn from the training images ``f`` assigns to each class (never the test split,
 which is FID's reference set and holds the queries); the draw for a batch is seeded by the batch's
@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import torch
 
-from explainers.base import Capability, Explainer, register
+from explainers.base import Capability, Explainer
+from explainers.registry import register
 
 
 @register("pixel_blend")

@@ -30,8 +30,9 @@ from torch import nn
 import torch.nn.functional as F
 from captum.attr import GradientShap
 
-from explainers.base import (Capability, Explainer, LatentSplit, LossHistory, autocast, check_image_shape, float32,
-                             fixed_randomness, minibatches, register)
+from explainers.base import Capability, Explainer, LatentSplit, check_image_shape
+from explainers.registry import register
+from explainers.training import LossHistory, autocast, fixed_randomness, float32, minibatches
 from explainers.gce import Decoder
 
 

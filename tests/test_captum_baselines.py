@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from bench.inputs.classifier import BlackBox
-from explainers.base import EXPLAINERS, Capability
+from explainers.base import Capability
+from explainers.registry import EXPLAINERS
 
 METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift", "gradient_shap", "occlusion", "random")
 

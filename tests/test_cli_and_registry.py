@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from explainers.base import EXPLAINERS, Capability, Explainer, MissingCapability, Registry
+from explainers.base import Capability, Explainer, MissingCapability
+from explainers.registry import EXPLAINERS, Registry, register
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -70,6 +71,41 @@ def test_registry_rejects_duplicates_and_wrong_base():
         registry.get("goood")
 
 
+class Double(Explainer):
+    """A test double registered for one block."""
+
+    paper = "test double"
+    capabilities = frozenset({Capability.SALIENCY})
+
+
+def test_a_temporary_registration_is_gone_after_its_block_and_restores_what_it_shadowed():
+    builtin = EXPLAINERS.get("random")
+    with EXPLAINERS.temporarily("random", Double, origin="a test") as registered:
+        assert registered is Double and EXPLAINERS.get("random") is Double and EXPLAINERS.origin("random") == "a test"
+    assert EXPLAINERS.get("random") is builtin and EXPLAINERS.origin("random") == "built-in"
+
+    with EXPLAINERS.temporarily("saliency_double", Double):
+        assert "saliency_double" in EXPLAINERS.names() and EXPLAINERS.origin("saliency_double") == __name__
+    assert "saliency_double" not in EXPLAINERS and "saliency_double" not in EXPLAINERS.names()
+    with pytest.raises(LookupError, match="unknown explainer 'saliency_double'; did you mean 'saliency'"):
+        EXPLAINERS.get("saliency_double")
+
+    with pytest.raises(RuntimeError, match="inside"), EXPLAINERS.temporarily("saliency_double", Double):
+        raise RuntimeError("inside")  # an error in the block: removed all the same
+    assert "saliency_double" not in EXPLAINERS
+    with pytest.raises(TypeError, match="must be a subclass of Explainer"), EXPLAINERS.temporarily("bad", dict):
+        pass
+    assert "bad" not in EXPLAINERS
+
+
+def test_what_an_isolated_block_registers_does_not_outlast_it():
+    before = {name: EXPLAINERS.origin(name) for name in EXPLAINERS.names()}
+    with EXPLAINERS.isolated() as registry:
+        register("isolated_double")(type("IsolatedDouble", (Double,), {}))  # a plugin's @register, say
+        assert "isolated_double" in registry
+    assert {name: EXPLAINERS.origin(name) for name in EXPLAINERS.names()} == before
+
+
 def test_explainer_rejects_unknown_settings(black_box):
     with pytest.raises(ValueError, match="unknown setting"):
         EXPLAINERS.get("gce")(black_box, {"stpes": 10})
@@ -96,7 +132,7 @@ def test_inception_fid_without_its_weights_fails_before_any_work(tmp_path, capsy
 
 
 def test_explainers_and_metrics_import_nothing_from_bench():
-    """Dependencies point one way (DESIGN.md): bench -> explainers -> metrics. Explainers and metrics raise
+    """Dependencies point one way (docs/design.md): bench -> explainers -> metrics. Explainers and metrics raise
     standard exceptions; the runner and the command line turn them into one-line errors."""
     import subprocess
     import sys
@@ -106,7 +142,7 @@ def test_explainers_and_metrics_import_nothing_from_bench():
     modules = sorted(f"{p.parent.name}.{p.stem}" for d in ("explainers", "metrics") for p in (root / d).glob("*.py")
                      if p.stem != "__init__")
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
-            + "from explainers.base import EXPLAINERS\nEXPLAINERS.names()\n"
+            + "from explainers.registry import EXPLAINERS\nEXPLAINERS.names()\n"
             + "print(sorted(m for m in sys.modules if m == 'bench' or m.startswith('bench.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stderr

@@ -8,10 +8,11 @@ import torch
 from torch.distributions import Bernoulli, kl_divergence
 
 from bench.inputs.classifier import BlackBox, Table1Classifier
-from explainers.base import EXPLAINERS, MissingCapability
+from explainers.base import MissingCapability
 from explainers.exaggeration import (ConditionalBatchNorm2d, ProgressiveExaggeration, ProjectionDiscriminator,
                                      bernoulli_kl, bin_index, discriminator_hinge_loss,
                                      generator_adversarial_loss, l1)
+from explainers.registry import EXPLAINERS
 
 
 def test_bins_cut_the_unit_interval_evenly():

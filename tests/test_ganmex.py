@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explainers.base import EXPLAINERS, Capability
+from explainers.base import Capability
 from explainers.ganmex import GANMEX, ScoreDelta, StarGenerator, random_other_class
+from explainers.registry import EXPLAINERS
 from metrics import sweep as sweep_metrics
 
 

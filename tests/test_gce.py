@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explainers.base import EXPLAINERS, Capability
+from explainers.base import Capability
 from explainers.gce import GCE, Decoder, Encoder, vae_loss
+from explainers.registry import EXPLAINERS
 from metrics.accuracy_drop import accuracy_drop
 from metrics.information_flow import information_flow_per_factor
 

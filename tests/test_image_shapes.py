@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from bench.inputs.classifier import BlackBox, ClassifierConfig, Table1Classifier, train_classifier
-from bench.inputs.data import Split
-from explainers.base import EXPLAINERS, Capability, check_image_shape
+from bench.inputs.images import Split
+from explainers.base import Capability, check_image_shape
+from explainers.registry import EXPLAINERS
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 from synthetic import make  # noqa: E402
@@ -70,8 +71,7 @@ def test_every_explainer_fits_and_explains_other_image_shapes(name, shape):
 #: training steps at which each sweep moves f on the colour images (measured: below these, GCE's
 #: reconstruction is still a blur f calls 50/50)
 STEPS = {"gce": 400, "exaggeration": 100, "svae": 100, "ganmex_ig": 50, "pixel_blend": 0}
-#: the least rise of f(x)[target] from the sweep's start to its end, over 64 queries (measured, seeds 0-2:
-#: see the note of issue 13)
+#: the least rise of f(x)[target] from the sweep's start to its end, over 64 queries (measured, seeds 0-2)
 RISE = {"gce": 0.5, "exaggeration": 0.1, "svae": 0.5, "ganmex_ig": 0.5, "pixel_blend": 0.5}
 
 

@@ -10,12 +10,13 @@ import pytest
 
 import bench
 from bench.cli import main
-from explainers.base import EXPLAINERS
+from explainers.registry import EXPLAINERS
 
 PLUGIN = '''
 import torch
 
-from explainers.base import Capability, Explainer, register
+from explainers.base import Capability, Explainer
+from explainers.registry import register
 
 
 @register("{name}")
@@ -33,12 +34,10 @@ class GradientTimesSign(Explainer):
 
 
 @pytest.fixture
-def registry(monkeypatch):
+def registry():
     """Whatever a test registers is gone after it (the registry's entries and origins restored)."""
-    EXPLAINERS.names()  # discover the built-ins first
-    monkeypatch.setattr(EXPLAINERS, "_entries", dict(EXPLAINERS._entries))
-    monkeypatch.setattr(EXPLAINERS, "_origins", dict(EXPLAINERS._origins))
-    return EXPLAINERS
+    with EXPLAINERS.isolated():
+        yield EXPLAINERS
 
 
 def test_a_plugin_file_puts_its_explainer_on_the_leaderboard(smoke_run, in_a_project, registry, capsys):
@@ -79,10 +78,11 @@ def test_an_installed_package_registers_through_its_entry_point(tmp_path, regist
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: their-pkg\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[genexbench.explainers]\ntheir_gradient = their_pkg:GradientTimesSign\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(EXPLAINERS, "_discovered", False)  # a new session: discovery runs again
     try:
-        assert "their_gradient" in EXPLAINERS.names()
-        assert EXPLAINERS.origin("their_gradient").startswith("entry point their_gradient = their_pkg:")
-        assert "their-pkg" in EXPLAINERS.origin("their_gradient")
+        with registry.isolated(rediscover=True):  # a new session: discovery runs again
+            assert "their_gradient" in registry.names()
+            assert registry.origin("their_gradient").startswith("entry point their_gradient = their_pkg:")
+            assert "their-pkg" in registry.origin("their_gradient")
+        assert "their_gradient" not in registry
     finally:
         sys.modules.pop("their_pkg", None)

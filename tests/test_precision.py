@@ -1,4 +1,4 @@
-"""Training precision (issue 15): fits in bf16 autocast where the CPU computes bf16 natively, float32
+"""Training precision: fits in bf16 autocast where the CPU computes bf16 natively, float32
 elsewhere; explanations and metrics always float32; the precision is in the fit's cache key and the record."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.execute.runner import fitted_explainer
+from bench.execute.steps import fitted_explainer
 from bench.execute.runtime import native_bf16, training_precision_for
-from explainers.base import EXPLAINERS, Capability, autocast, training_precision
+from explainers.base import Capability
+from explainers.registry import EXPLAINERS
+from explainers.training import autocast, training_precision
 
 CPU = torch.device("cpu")
 
@@ -68,7 +70,7 @@ def test_a_bf16_fit_trains_in_bf16_and_keeps_float32_weights(name, black_box, mn
 
 
 def test_precision_is_in_the_fit_key_unless_fp32(black_box, mnist38, tmp_path, monkeypatch):
-    """fp32 fits keep the keys they had before precisions existed; a bf16 fit is another cache entry."""
+    """An fp32 fit's key is the one computed without a precision; a bf16 fit is another cache entry."""
     monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path))
     keys = {}
     for precision in ("fp32", "bf16", "fp32"):
@@ -117,7 +119,7 @@ def test_exaggeration_channels_last_explains_as_nchw(black_box, mnist38):
 
 def test_a_bf16_fit_computes_its_losses_from_float32_outputs(black_box, mnist38):
     """CPU autocast leaves softmax, logs and sigmoids in bf16: the networks' outputs that losses, logs and bins
-    are computed from come back in float32 (explainers.base.float32), while their convolutions run in bf16."""
+    are computed from come back in float32 (explainers.training.float32), while their convolutions run in bf16."""
     x = mnist38.train.images[:4]
     made = {name: EXPLAINERS.get(name)(black_box, {}) for name in ("gce", "svae", "exaggeration", "ganmex_ig")}
     seen = []

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from explainers.base import EXPLAINERS, Capability
+from explainers.base import Capability
 from explainers.gce import Decoder
+from explainers.registry import EXPLAINERS
 from explainers.svae import Encoders, SupervisedVAE, gaussian_kl, svae_loss
 from metrics.invariance import invariance_curve
 

@@ -1,4 +1,4 @@
-"""Training speed of each generative explainer (issue 15): a fit of a few steps at the mnist ``quick``
+"""Training speed of each generative explainer: a fit of a few steps at the mnist ``quick``
 profile's settings, on real MNIST 3 vs 8, with the Table 1 black box (channels-last, as the runner runs it).
 
 Compare in one run (timings off by default in the test suite, where each fit runs 2 steps once):
@@ -6,11 +6,12 @@ Compare in one run (timings off by default in the test suite, where each fit run
     pytest tests/benchmarks/test_training_step_speed.py --benchmark-enable --benchmark-group-by=param:name
 
 Each explainer in float32 and in bf16 autocast (``--precision``; bf16 only where the CPU computes it
-natively), and the exaggeration cGAN also with the NCHW layout it had before (old against new).
+natively), and the exaggeration cGAN also with NCHW networks and inputs, the layout channels-last is compared
+against.
 
 A fit is its steps plus what it does once: the labels f gives the training set (computed once per process
 and shared, so kept out of the timed region here), exaggeration's 200 standing-statistics batches, SVAE's
-centroids. Where one step's time goes (measured with ablations, in the note of issue 15): GCE's
+centroids. Where one step's time goes (measured with ablations): GCE's
 information-flow estimate is most of its step, and f's forward and backward most of that; the GANs
 spend their steps in their own convolutions, f under a seventh.
 """
@@ -23,7 +24,8 @@ import torch
 from bench.inputs.classifier import BlackBox, Table1Classifier
 from bench.inputs.suites import SUITES
 from bench.execute.runtime import native_bf16
-from explainers.base import EXPLAINERS, PRECISIONS, training_precision
+from explainers.registry import EXPLAINERS
+from explainers.training import PRECISIONS, training_precision
 
 FITTING = ("gce", "exaggeration", "svae", "ganmex_ig")
 STEPS = 10  # timed; 2 when timings are off
@@ -39,7 +41,7 @@ def black_box(mnist38):
 
 
 def nchw(explainer) -> None:
-    """The exaggeration cGAN as it was before issue 15: NCHW networks and inputs."""
+    """The exaggeration cGAN with NCHW networks and inputs, the layout channels-last is compared against."""
     for net in (explainer.encoder, explainer.generator, explainer.discriminator):
         net.to(memory_format=torch.contiguous_format)
     explainer._input = lambda x: x.to(explainer.device)
