@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from metrics.declaration import Metric
 from metrics.information_flow import classify_latents
 
 
@@ -64,3 +65,29 @@ def accuracy_drop(encode: Callable[[torch.Tensor], torch.Tensor], decode: Callab
     re_acc = reencoded.float().mean()
     return AccuracyDrop(original=float(original.float().mean()), reencoded=float(re_acc),
                         per_factor=per_factor.to(device), drop=(re_acc - per_factor).to(device))
+
+
+#: the accuracy-drop rows (bench.execute.scoring.score_latent), in column order
+DECLARED = (
+    Metric("accuracy_drop_causal", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=accuracy_drop,
+           description="accuracy drop when a causal factor is resampled from its prior, mean over the causal "
+                       "factors (GCE Fig. 5b)"),
+    Metric("accuracy_drop_noncausal", capability="latent", unit="fraction", higher_is_better=False,
+           aggregation="max", function=accuracy_drop,
+           description="accuracy drop when a noncausal factor is resampled from its prior, the largest over the "
+                       "noncausal factors: should be ~0"),
+    Metric("accuracy_drop_causal_posterior", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=accuracy_drop,
+           description="accuracy_drop_causal with the factor replaced by another validation image's code "
+                       "(aggregate posterior)"),
+    Metric("accuracy_drop_noncausal_posterior", capability="latent", unit="fraction", higher_is_better=False,
+           aggregation="max", function=accuracy_drop,
+           description="accuracy_drop_noncausal with the factor replaced by another validation image's code"),
+    Metric("accuracy_drop_factor", capability="latent", unit="fraction", higher_is_better=None,
+           aggregation="per-factor", function=accuracy_drop,
+           description="accuracy drop of each single latent factor (GCE Fig. 5b)"),
+    Metric("reencoded_accuracy", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=accuracy_drop,
+           description="accuracy of f on decode(encode(x)) of the validation images"),
+)

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from metrics.declaration import Metric
+
 
 INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -42,8 +44,8 @@ def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 class _Linalg:
     """``scipy.linalg`` as pytorch-fid 0.3 calls it: ``sqrtm(A, disp=False)`` returning ``(sqrt, error)``.
-    SciPy 1.16 deprecated ``disp`` and later SciPy has none (found on a GPU machine's SciPy: every FID
-    failed with a TypeError); there the square root is SciPy's own, returned as pytorch-fid expects."""
+    SciPy 1.16 deprecated ``disp`` and later SciPy has none (pytorch-fid's call then fails with a TypeError,
+    so every FID does); there the square root is SciPy's own, returned as pytorch-fid expects."""
 
     def __getattr__(self, name: str):
         import scipy.linalg
@@ -182,3 +184,20 @@ def extract_features(extractor: nn.Module, images: torch.Tensor, batch_size: int
     device = next(extractor.parameters()).device
     return torch.cat([extractor.features(images[i:i + batch_size].to(device)).cpu()
                       for i in range(0, len(images), batch_size)]) if len(images) else torch.empty(0, 0)
+
+
+#: FID of the generated sweep images by group (bench.execute.scoring.fid_by_group), in column order
+DECLARED = (
+    Metric("fid", capability="sweep", unit="FID", higher_is_better=False,
+           aggregation="per-seed", function=frechet_distance,
+           description="Frechet distance of generated sweep images (steps 1..S-1, a fixed number per explainer) to "
+                       "real test images that are not queries (exaggeration Table 1 'overall')"),
+    Metric("fid_present", capability="sweep", unit="FID", higher_is_better=False,
+           aggregation="per-seed", function=frechet_distance,
+           description="FID of generated images and real images with f(x)[positive class] in [0.9, 1] (Table 1 "
+                       "'present')"),
+    Metric("fid_absent", capability="sweep", unit="FID", higher_is_better=False,
+           aggregation="per-seed", function=frechet_distance,
+           description="FID of generated images and real images with f(x)[positive class] in [0, 0.1] (Table 1 "
+                       "'absent')"),
+)

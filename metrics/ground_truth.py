@@ -1,11 +1,11 @@
-"""Metrics against a planted ground truth, and how well a proxy metric agrees with one (issue 14).
+"""Metrics against a planted ground truth, and how well a proxy metric agrees with one.
 
 Saliency maps, against a region ``R`` that holds what f uses (Arras, Osman & Samek 2022, CLEVR-XAI):
 
 - relevance mass accuracy: the share of a map's |relevance| inside ``R``;
 - relevance rank accuracy: the fraction of ``R``'s pixels among the map's ``|R|`` most relevant pixels.
 
-Arras et al. count positive relevance only; we count |relevance| (issue 14), so a map whose sign says
+Arras et al. count positive relevance only; we count |relevance|, so a map whose sign says
 "against" still points at the region. Per pixel, a map's channels are summed (|.| first), as the region is
 a set of pixels. A map that is constant (all zero, say) ranks no pixel above another: its mass is the
 region's share of the image, as a uniform map's, and its rank accuracy is the expectation over tie orders,
@@ -32,9 +32,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from metrics.declaration import Metric
 from metrics.sweep import spearman as _spearman_rows
 
-MIN_POINTS = 8  # DESIGN.md: "print n/a below 8 points"
+MIN_POINTS = 8  # docs/design.md: "print n/a below 8 points"
 DEGRADATION_LEVELS = (0.25, 0.5, 0.75)  # the noise's share of a map's or a sweep's L1 mass (proxy-validity points)
 
 
@@ -85,6 +86,12 @@ def change_share(start: torch.Tensor, end: torch.Tensor, region: torch.Tensor) -
 def dominant_channel(images: torch.Tensor) -> torch.Tensor:
     """The channel holding most of each image's intensity ``(N,)`` (a colored-mnist image's colour)."""
     return images.flatten(2).sum(2).argmax(1)
+
+
+def class_kept(scores: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Fraction of images whose class by ``scores`` ``(N, K)`` (a judge's, e.g. the FID feature network's
+    head) is ``classes`` ``(N,)`` (the query's), as a 0-d tensor: a sweep's end that kept the query's content."""
+    return (scores.argmax(1) == classes).float().mean()
 
 
 def mode_preservation(start: torch.Tensor, end: torch.Tensor) -> float:
@@ -180,3 +187,47 @@ def proxy_correlation(proxy: Sequence[Sequence[float]], truth: Sequence[Sequence
             boot.append(value)
     low, high = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else (None, None)
     return Correlation(rho, low, high, n, len(names))
+
+
+#: the rows against a ground-truth suite's planted truth (bench.execute.scoring), in column order
+DECLARED = (
+    Metric("ground_truth_mass", capability="saliency", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=relevance_mass,
+           description="ground-truth suites: share of |map| inside the planted region f uses (relevance mass "
+                       "accuracy, Arras et al. 2022), on the images that carry it"),
+    Metric("ground_truth_rank", capability="saliency", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=relevance_rank,
+           description="ground-truth suites: fraction of the region's pixels among the map's |region| most "
+                       "relevant pixels (relevance rank accuracy, Arras et al. 2022; ties counted in expectation)"),
+    Metric("ground_truth_change", capability="sweep", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=change_share,
+           description="ground-truth suites: share of the total |pixel change| from the query to the sweep's end "
+                       "that lies inside the planted region"),
+    Metric("ground_truth_change_from_start", capability="sweep", unit="fraction", higher_is_better=None,
+           aggregation="mean", function=change_share,
+           description="ground_truth_change measured from the sweep's own first image (a reconstruction, for GCE "
+                       "and the SVAE) instead of the query: the sweep's edit without the reconstruction's error"),
+    Metric("content_kept", capability="sweep", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=class_kept,
+           description="ground-truth suites: fraction of sweeps whose end the FID feature network's head puts in "
+                       "the query's digit (a sweep should move the marker and leave the digit)"),
+    Metric("mode_preservation", capability="sweep", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=mode_preservation,
+           description="colored-mnist: fraction of sweeps whose end keeps the query's colour (dominant channel; "
+                       "GANMEX App. Fig. 9B)"),
+    Metric("ground_truth_change_causal", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=change_share,
+           description="ground-truth suites: share of the change between the ends of a causal factor's latent "
+                       "sweep inside the planted region, mean over the causal factors (does alpha control the "
+                       "marker?)"),
+    Metric("ground_truth_change_factor", capability="latent", unit="fraction", higher_is_better=None,
+           aggregation="per-factor", function=change_share,
+           description="ground_truth_change_causal of each single latent factor"),
+    Metric("content_kept_causal", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=class_kept,
+           description="ground-truth suites: fraction of a causal factor's latent-sweep ends that keep the query's "
+                       "digit (the feature network's head), mean over the causal factors"),
+    Metric("content_kept_factor", capability="latent", unit="fraction", higher_is_better=None,
+           aggregation="per-factor", function=class_kept,
+           description="content_kept_causal of each single latent factor"),
+)

@@ -20,7 +20,7 @@ at N_beta = 25, 100, 400 with M = 2). ``bias_correction="jackknife"`` removes
 the 1/N_beta term with a delete-one-beta jackknife (Quenouille 1956; Tukey
 1958; Efron & Stein 1981). Not Miller-Madow: its (M-1)/(2N) is derived for
 hard counts and over-corrects when the classifier outputs soft probabilities
-(DESIGN.md, "Metric protocols"); the jackknife assumes nothing about how
+(docs/design.md, "Metric protocols"); the jackknife assumes nothing about how
 p(y|x) is distributed. The leaderboard reports the jackknife value; the default
 stays ``"none"`` (the plug-in) so GCE's training objective is unchanged.
 """
@@ -30,6 +30,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+
+from metrics.declaration import Metric
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
 Classify = Callable[[torch.Tensor], torch.Tensor]
@@ -243,3 +245,32 @@ def information_flow_loop(decode: Decode, classify: Classify, n_causal: int, n_n
     probs = torch.stack(p_y_given_alpha).unsqueeze(1)  # (n_alpha, 1, M): already averaged over beta
     return mutual_information_from_probs(probs)
 
+
+#: the information-flow rows (bench.execute.scoring.score_latent), in column order
+DECLARED = (
+    Metric("information_flow", capability="latent", unit="nats", higher_is_better=True,
+           aggregation="per-seed", function=mutual_information_from_probs,
+           description="I(alpha; Y) of the causal factors jointly (GCE Eq. 2, Algorithm 2), alpha and beta from "
+                       "the prior N(0, I), jackknife-corrected over the beta draws"),
+    Metric("information_flow_noncausal", capability="latent", unit="nats", higher_is_better=False,
+           aggregation="per-seed", function=mutual_information_from_probs,
+           description="I(beta; Y) of the noncausal factors jointly, jackknife-corrected: should be ~0"),
+    Metric("information_flow_plugin", capability="latent", unit="nats", higher_is_better=None,
+           aggregation="per-seed", function=mutual_information_from_probs,
+           description="information_flow without the bias correction (Algorithm 2's plug-in; biased up by "
+                       "~(M-1)/(2 N_beta))"),
+    Metric("information_flow_noncausal_plugin", capability="latent", unit="nats", higher_is_better=None,
+           aggregation="per-seed", function=mutual_information_from_probs,
+           description="information_flow_noncausal without the bias correction"),
+    Metric("information_flow_posterior", capability="latent", unit="nats", higher_is_better=True,
+           aggregation="per-seed", function=mutual_information_from_probs,
+           description="information_flow with the latents drawn from the aggregate posterior (the causal block of "
+                       "one validation image's code, the noncausal block of another) instead of the prior"),
+    Metric("information_flow_noncausal_posterior", capability="latent", unit="nats", higher_is_better=False,
+           aggregation="per-seed", function=mutual_information_from_probs,
+           description="information_flow_noncausal with the latents drawn from the aggregate posterior"),
+    Metric("information_flow_factor", capability="latent", unit="nats", higher_is_better=None,
+           aggregation="per-factor", function=information_flow_per_factor,
+           description="I(z_d; Y) of each single latent factor, others averaged over (GCE Fig. 5a), "
+                       "jackknife-corrected"),
+)

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from metrics.declaration import Metric
 from metrics.information_flow import classify_latents
 
 #: sigma from 0.1 to 5, as Fig. 2; 1.0 (the prior's scale) included
@@ -65,3 +66,29 @@ def invariance_curve(encode: Callable[[torch.Tensor], torch.Tensor], decode: Cal
     pred = classify_latents(decode, classify, resampled.flatten(0, 1), chunk_size).argmax(-1).view(len(sigmas), n)
     kept = (pred == labels).double().mean(1).cpu()
     return InvarianceCurve(sigmas=sigmas, kept=kept, reencoded=float(reencoded.float().mean()))
+
+
+@torch.no_grad()
+def head_agreement(head: Callable[[torch.Tensor], torch.Tensor], classify: Callable[[torch.Tensor], torch.Tensor],
+                   images: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
+    """Fraction of ``images`` (N, C, H, W) on which an explainer's own classification ``head`` and ``classify``
+    (both images -> class scores) pick the same class (SVAE Eq. 7), as a 0-d tensor."""
+    agree = torch.cat([(head(images[i:i + chunk_size]).argmax(1) == classify(images[i:i + chunk_size]).argmax(1))
+                       for i in range(0, len(images), chunk_size)])
+    return agree.float().mean()
+
+
+#: the invariance rows (bench.execute.scoring.score_invariance), in column order
+DECLARED = (
+    Metric("invariance_area", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="per-seed", function=invariance_curve,
+           description="area under the invariance curve over sigma in [0.1, 5] / 4.9: fraction of test images "
+                       "whose f-label survives redrawing the noncausal latents from N(0, sigma^2) (SVAE Section "
+                       "3.0.1, Fig. 2)"),
+    Metric("invariance_sigma1", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=invariance_curve,
+           description="the invariance curve at sigma = 1, the prior's scale"),
+    Metric("head_agreement", capability="latent", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=head_agreement,
+           description="test images on which an explainer's own classification head agrees with f (SVAE Eq. 7)"),
+)

@@ -22,7 +22,9 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from metrics.sweep import _rank
+from metrics.declaration import Metric
+from metrics.sweep import average_ranks
+from metrics.timing import elapsed_seconds
 
 #: fractions of pixels removed, 0 to 1 in steps of 0.05
 DEFAULT_FRACTIONS = tuple(i / 20 for i in range(21))
@@ -66,7 +68,7 @@ def removal_relevance(maps: torch.Tensor, relevance: str = "positive", *, normal
     - ``"positive"`` (the leaderboard protocol, exaggeration paper §4.3): the positive part,
       ``max(map, 0)``; negative relevance counts as none, so it ties with the zeros;
     - ``"absolute"``: ``|map|`` (evidence for and against alike);
-    - ``"signed"``: the map as it is (the old protocol: LeRF removes the most negative first).
+    - ``"signed"``: the map as it is (LeRF then removes the most negative first).
 
     With ``normalise`` each map is divided by its largest magnitude, so "positive" and "absolute"
     maps lie in [0, 1] (an all-zero map stays zero) and "signed" ones in [-1, 1]. That changes no
@@ -265,7 +267,7 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
 
 def spearman_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation of each row of ``a`` with the same row of ``b`` ``(N, P)`` -> ``(N,)``."""
-    ra, rb = _rank(a.double()), _rank(b.double())
+    ra, rb = average_ranks(a.double()), average_ranks(b.double())
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     denom = (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
     return (ra * rb).sum(1) / denom
@@ -285,7 +287,7 @@ def masked_spearman_rows(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -
         raise ValueError(f"shapes differ: {tuple(a.shape)}, {tuple(b.shape)}, mask {tuple(mask.shape)}")
     a, b, mask = a.double(), b.double(), mask.bool().to(a.device)
     outside = torch.tensor(math.inf, dtype=torch.float64, device=a.device)
-    ra, rb = _rank(torch.where(mask, a, outside)), _rank(torch.where(mask, b, outside))
+    ra, rb = average_ranks(torch.where(mask, a, outside)), average_ranks(torch.where(mask, b, outside))
     k = mask.sum(1, keepdim=True).double()
     mean = (k - 1) / 2  # mean of the ranks 0..k-1 (averaging ties keeps the sum)
     ca = torch.where(mask, ra - mean, torch.zeros_like(ra))
@@ -407,3 +409,52 @@ def cascading_randomisation_scores(model: nn.Module, saliency: Callable[[nn.Modu
             absolute_support=masked_spearman_rows(ref.abs(), maps.abs(), mask),
             signed_support=masked_spearman_rows(ref, maps, mask)))
     return out
+
+
+#: the rows of a saliency map (bench.execute.scoring.score_saliency), in column order
+DECLARED = (
+    Metric("removal_morf_auc", capability="saliency", unit="fraction", higher_is_better=False,
+           aggregation="per-seed", function=removal_curves,
+           description="area under f's accuracy as the most relevant pixels (by the map's positive part, the "
+                       "exaggeration paper's protocol) are replaced by uniform noise, 0 to 100% (Samek et al. 2016; "
+                       "exaggeration Fig. 4c), mean over random orders of tied pixels: low = the map found what f "
+                       "uses"),
+    Metric("removal_lerf_auc", capability="saliency", unit="fraction", higher_is_better=True,
+           aggregation="per-seed", function=removal_curves,
+           description="area under f's accuracy as the least relevant pixels are replaced first: high = the pixels "
+                       "the map calls irrelevant are"),
+    Metric("removal_gap", capability="saliency", unit="fraction", higher_is_better=True,
+           aggregation="per-seed", function=removal_curves,
+           description="removal_lerf_auc - removal_morf_auc"),
+    Metric("removal_morf_probability_auc", capability="saliency", unit="probability", higher_is_better=False,
+           aggregation="per-seed", function=removal_curves,
+           description="area under f's mean probability of the original class, most relevant pixels removed first"),
+    Metric("removal_morf_auc_tie_sd", capability="saliency", unit="fraction", higher_is_better=None,
+           aggregation="per-seed", function=removal_curves,
+           description="s.d. of removal_morf_auc over the random orders of tied pixels"),
+    Metric("removal_lerf_auc_tie_sd", capability="saliency", unit="fraction", higher_is_better=None,
+           aggregation="per-seed", function=removal_curves,
+           description="s.d. of removal_lerf_auc over the random orders of tied pixels"),
+    Metric("removal_gap_tie_sd", capability="saliency", unit="fraction", higher_is_better=None,
+           aggregation="per-seed", function=removal_curves,
+           description="s.d. of removal_gap over the random orders of tied pixels"),
+    Metric("saliency_gini", capability="saliency", unit="index", higher_is_better=True,
+           aggregation="mean", function=gini, inputs=("maps",),
+           description="mean Gini index of |map|: sparsity (GANMEX App. B.2; 0 flat, 1 - 1/P a single pixel)"),
+    Metric("randomisation_correlation", capability="saliency", unit="correlation", higher_is_better=False,
+           aggregation="mean", function=cascading_randomisation_scores,
+           description="Spearman correlation of |map| on the input's non-zero pixels, before and after every layer "
+                       "of f is re-initialised (cascading from the top; Adebayo et al. 2018, GANMEX App. B.4): near "
+                       "1 = the map does not depend on f; n/a for a map that never calls f"),
+    Metric("randomisation_correlation_signed", capability="saliency", unit="correlation", higher_is_better=None,
+           aggregation="mean", function=cascading_randomisation_scores,
+           description="the same on the signed maps (Adebayo et al. report both); a diagnostic, since a map whose "
+                       "sign flips under the randomised f correlates negatively and also depends on f"),
+    Metric("randomisation_correlation_all_pixels", capability="saliency", unit="correlation", higher_is_better=None,
+           aggregation="mean", function=cascading_randomisation_scores,
+           description="the same for |map| over all pixels, as Quantus MPRT: dominated by the pixels both maps "
+                       "leave at 0"),
+    Metric("saliency_seconds", capability="saliency", unit="s", higher_is_better=None,
+           aggregation="mean", function=elapsed_seconds,
+           description="time to make one saliency map, on the run's device"),
+)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from metrics.declaration import Metric
+
 
 def requested_ramp(start: torch.Tensor, n_steps: int) -> torch.Tensor:
     """The target probability a sweep of ``n_steps`` requests at each step: a straight ramp from ``f(x)_t``
@@ -30,7 +32,7 @@ def requested_ramp(start: torch.Tensor, n_steps: int) -> torch.Tensor:
     return start.unsqueeze(1) + t * (1 - start.unsqueeze(1))
 
 
-def _rank(values: torch.Tensor) -> torch.Tensor:
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks along the last dimension, ties given their average rank (as scipy's ``rankdata``)."""
     order = values.argsort(dim=-1, stable=True)
     sorted_values = values.gather(-1, order)
@@ -57,7 +59,7 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation along the last dimension (ties averaged); 0 where either side is constant."""
-    return pearson(_rank(a), _rank(b))
+    return pearson(average_ranks(a), average_ranks(b))
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,38 @@ def noncausal_change(probs: torch.Tensor, reference: torch.Tensor) -> float:
     cls = reference.argmax(1)
     along = probs.gather(2, cls.view(-1, 1, 1).expand(-1, probs.shape[1], 1)).squeeze(2)  # (N, S)
     return (along - reference.gather(1, cls.view(-1, 1))).abs().mean().item()
+
+
+#: the rows of counterfactual and latent sweeps (bench.execute.scoring.judge_sweeps, score_latent_sweeps),
+#: in column order
+DECLARED = (
+    Metric("sweep_compatibility_pearson", capability="sweep", unit="correlation", higher_is_better=True,
+           aggregation="per-seed", function=compatibility, inputs=("requested", "target_probs"), field="pearson",
+           description="Pearson correlation of requested vs obtained target probability along counterfactual "
+                       "sweeps (Fig. 3)"),
+    Metric("sweep_compatibility_spearman", capability="sweep", unit="correlation", higher_is_better=True,
+           aggregation="per-seed", function=compatibility, inputs=("requested", "target_probs"), field="spearman",
+           description="Spearman correlation of requested vs obtained target probability (Fig. 3)"),
+    Metric("sweep_compatibility_mae", capability="sweep", unit="probability", higher_is_better=False,
+           aggregation="mean", function=compatibility, inputs=("requested", "target_probs"), field="mae",
+           description="mean |requested - obtained| target probability along counterfactual sweeps"),
+    Metric("sweep_validity", capability="sweep", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=validity, inputs=("end_probs", "target"),
+           description="fraction of counterfactual sweeps whose last image f assigns to the target class"),
+    Metric("sweep_validity_independent", capability="sweep", unit="fraction", higher_is_better=True,
+           aggregation="mean", function=validity,
+           description="fraction of counterfactual sweeps whose last image the FID feature network's own head (a "
+                       "classifier no explainer trained against) assigns to the target's dataset class"),
+    Metric("sweep_monotonicity", capability="sweep", unit="correlation", higher_is_better=True,
+           aggregation="mean", function=monotonicity, inputs=("target_probs",),
+           description="mean Spearman correlation of the target probability with the step index"),
+    Metric("sweep_proximity", capability="sweep", unit="mean |pixel change|", higher_is_better=False,
+           aggregation="mean", function=proximity, inputs=("queries", "ends"),
+           description="mean absolute pixel difference between the query and its counterfactual (the sweep's end)"),
+    Metric("sweep_noncausal_change", capability="latent", unit="probability", higher_is_better=False,
+           aggregation="mean", function=noncausal_change,
+           description="mean |change of f's predicted-class probability| along sweeps of the noncausal factors: ~0"),
+    Metric("sweep_change_factor", capability="latent", unit="probability", higher_is_better=None,
+           aggregation="per-factor", function=noncausal_change,
+           description="mean |change of f's predicted-class probability| along a sweep of each latent factor"),
+)

@@ -31,8 +31,8 @@ def test_scaled_covariance_closed_form():
 
 
 def test_fid_runs_on_a_scipy_whose_sqrtm_has_no_disp(monkeypatch):
-    """SciPy after 1.16 drops sqrtm's ``disp``, which pytorch-fid 0.3 passes (every FID failed on a GPU machine's
-    SciPy); the distance is then computed from SciPy's root as before, to the last digit here."""
+    """SciPy after 1.16 drops sqrtm's ``disp``, which pytorch-fid 0.3 passes (there every FID would
+    fail); the distance is then computed from SciPy's root, equal to the last digit here to the one with ``disp``."""
     import scipy.linalg
 
     a = torch.randn(400, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))

@@ -157,7 +157,7 @@ def test_seed_reproduces_and_bad_arguments_raise():
         information_flow(decode, classify, 1, 1, 0, 10, device="cpu")
 
 
-# --- bias correction (issue 12.4): delete-one-beta jackknife -------------------------------------------------------
+# --- bias correction: delete-one-beta jackknife --------------------------------------------------------------------
 # Tolerances below come from the spread over 20 seeds measured on this code (reported with each test); each test was
 # also run on a second, disjoint seed set (seeds 100-119) of the same code and passed.
 

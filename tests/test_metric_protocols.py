@@ -1,4 +1,4 @@
-"""The metric protocols of issue 12 that live in the scoring layer: the trivial sweep floor
+"""The metric protocols that live in the scoring layer: the trivial sweep floor
 (``pixel_blend``), FID on generated images only with equal sample sizes, validity judged by a classifier
 the explainers never trained against, latent probes from the aggregate posterior, latent sweeps around
 the query's own code, and the randomisation check's ``n/a`` for maps that never call f."""
@@ -229,9 +229,9 @@ def test_randomisation_check_is_na_for_a_map_that_never_calls_f(mnist38, black_b
 
 
 def test_randomisation_check_sees_igs_dependence_on_f_over_real_digits(mnist38, black_box):
-    """Issue 12: over all 784 pixels IG with every layer of f re-initialised still correlated 0.99 with IG of
+    """Over all 784 pixels IG with every layer of f re-initialised still correlates 0.99 with IG of
     f (the shared black background); on the digit's own pixels the dependence on f shows."""
-    from explainers.base import EXPLAINERS
+    from explainers.registry import EXPLAINERS
 
     ig = EXPLAINERS.get("integrated_gradients")(black_box, {}, "cpu")
     images = mnist38.test.images[:10]

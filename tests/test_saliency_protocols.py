@@ -1,4 +1,4 @@
-"""The leaderboard protocols of metrics.saliency (DESIGN.md, "Metric protocols"; issue 12).
+"""The leaderboard protocols of metrics.saliency (docs/design.md, "Metric protocols").
 
 - Cascading randomisation on the input's support: the all-pixel rank correlation of |map| is
   dominated by the pixels that are zero in both maps (the black background under a zero baseline);

@@ -1,32 +1,37 @@
 """Score one fitted explainer with every metric its capabilities allow.
 
 Produces long-format rows ``{"explainer", "metric", "factor", "value", "unit",
-"higher_is_better"}``; metrics live in :mod:`metrics` and stay pure.
+"higher_is_better"}``; metrics live in :mod:`metrics` and stay pure, each declared beside its function.
+:func:`score_explainer` runs the scorer of each capability the explainer has (:data:`SCORERS`). A scorer
+writes the rows of the metrics it computes itself (families of one expensive call, seeded draws, the run's
+setups), and, at a fixed place among them, those of every metric of its capability declared with ``inputs``
+(:func:`declared_rows`): such a metric needs no code here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import time
+import inspect
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import torch
 
-from bench.inputs.data import Split
+from bench.inputs.images import Split
 from bench.outputs.results import Row
 from explainers.base import Capability, Explainer
-from metrics import METRICS
+from metrics import INPUTS, METRICS
 from metrics.accuracy_drop import accuracy_drop
 from metrics import sweep as sweep_metrics
 from metrics.fid import extract_features, frechet_distance
 from metrics.information_flow import information_flow_per_factor, latent_class_probs, mutual_information_from_probs
 from metrics.posterior import aggregate_posterior_map
-from metrics.invariance import invariance_curve
+from metrics.invariance import head_agreement, invariance_curve
 from metrics import ground_truth as gt
-from metrics.saliency import (match_support, cascading_randomisation_scores, gini, input_support,
-                              masked_spearman_rows, parameterised_layers, removal_curves)
+from metrics.saliency import (match_support, cascading_randomisation_scores, input_support, masked_spearman_rows,
+                              parameterised_layers, removal_curves)
+from metrics.timing import elapsed_seconds, start_clock
 
 #: FID groups (exaggeration Table 1): f(x)[positive class] within these bounds
 FID_GROUPS = {"fid": (0.0, 1.0), "fid_present": (0.9, 1.0), "fid_absent": (0.0, 0.1)}
@@ -40,9 +45,71 @@ def row(explainer: str, metric: str, value: float | None, factor: str | None = N
                note or None)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def registered_metrics_source() -> dict:
+    """What a cached score's key adds for the metrics registered from outside the package
+    (:func:`metrics.register`): each one's declaration and its function's source, so scores cached without
+    them (or with another version of them) are not read back. ``{}`` where none is, which leaves the key of
+    the built-in metrics as it is. OSError or TypeError where a function's source cannot be read (made by
+    ``exec``): then nothing is cached."""
+    built_in = METRICS.built_in()
+    added = [m for name, m in METRICS.items() if name not in built_in]
+    return {"metrics": [f"{m!r}\n{inspect.getsource(m.function)}" for m in added]} if added else {}
+
+
+def scoring_context(capability: str, **values) -> dict:
+    """What the scorer of ``capability`` hands its generically scored metrics: exactly the names of
+    ``metrics.INPUTS[capability]`` (a TypeError otherwise, so the declarations' inputs and the scorers agree)."""
+    offered = INPUTS[capability]
+    if set(values) != set(offered):
+        raise TypeError(f"the {capability} scorer must offer {sorted(offered)}, not {sorted(values)}")
+    return values
+
+
+def _pooled(metric, value):
+    """A declared metric's value pooled by its aggregation (``mean`` / ``max`` over a per-item tensor)."""
+    if isinstance(value, torch.Tensor) and value.ndim > 0 and metric.aggregation != "per-factor":
+        if metric.aggregation == "mean":
+            return value.mean()
+        if metric.aggregation == "max":
+            return value.max()
+        raise ValueError(f"metric {metric.name!r} ({metric.aggregation}) returned {tuple(value.shape)} values, not one")
+    return value
+
+
+def declared(capability: str, context: dict) -> Iterator[tuple]:
+    """(metric, value) of every metric of ``capability`` declared with ``inputs``, in column order: its
+    function called on those entries of ``context`` (once for a family that shares function and inputs),
+    ``field`` taken, pooled by its aggregation."""
+    results: dict = {}
+    for metric in METRICS.values():
+        if metric.capability != capability or not metric.inputs:
+            continue
+        key = (metric.function, metric.inputs)
+        if key not in results:
+            results[key] = metric.function(*(context[k] for k in metric.inputs))
+        value = results[key]
+        if metric.field is not None and value is not None:
+            value = getattr(value, metric.field)
+        yield metric, _pooled(metric, value)
+
+
+def declared_rows(name: str, capability: str, context: dict, factors: list[str] | None = None) -> list[Row]:
+    """The rows of :func:`declared`: one per metric, one per factor (``factors``, its names) of a per-factor
+    one."""
+    rows = []
+    for metric, value in declared(capability, context):
+        if metric.aggregation == "per-factor":
+            values = value.tolist() if isinstance(value, torch.Tensor) else list(value)
+            rows += [row(name, metric.name, v, factors[d]) for d, v in enumerate(values)]
+        else:
+            rows.append(row(name, metric.name, value))
+    return rows
+
+
+def declared_values(capability: str, context: dict) -> dict[str, float | None]:
+    """The whole-explainer values of :func:`declared`, by metric (a proxy-validity point's)."""
+    return {metric.name: None if value is None else float(value)
+            for metric, value in declared(capability, context) if metric.aggregation != "per-factor"}
 
 
 @torch.no_grad()
@@ -69,13 +136,12 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
 
     # each estimate's draws are decoded once; its jackknife and plug-in values come from the same probabilities
     for suffix, decode in decoders.items():
-        _sync(device)
-        start = time.perf_counter()
+        start = start_clock(device)
         probs = latent_class_probs(decode, classifier, k, l, n_alpha, n_beta, generator=gen(1), device=device)
         flow = mutual_information_from_probs(probs, bias_correction="jackknife")
-        _sync(device)
+        seconds = elapsed_seconds(start, device)
         if suffix == "":
-            rows.append(row(name, "information_flow_seconds", time.perf_counter() - start))
+            rows.append(row(name, "information_flow_seconds", seconds))
         rows.append(row(name, f"information_flow{suffix}", flow))
         if suffix == "":
             rows.append(row(name, "information_flow_plugin", mutual_information_from_probs(probs)))
@@ -104,6 +170,9 @@ def score_latent(explainer: Explainer, classifier: Callable[[torch.Tensor], torc
             rows.append(row(name, f"accuracy_drop_noncausal{suffix}", drop.drop[k:].max()))  # the worst noncausal
     drop = drops["prior"]
     rows += [row(name, "accuracy_drop_factor", v, names[d]) for d, v in enumerate(drop.drop.tolist())]
+    rows += declared_rows(name, "latent", scoring_context(
+        "latent", encode=explainer.encode, decode=explainer.decode, classifier=classifier, images=images, labels=labels,
+        codes=codes, n_causal=k, n_noncausal=l, seed=seed), names)
     arrays = {"factor_names": names, "n_causal": k, "information_flow": per_factor.cpu(),
               "accuracy_drop": drop.drop.cpu(), "original_accuracy": drop.original, "reencoded_accuracy": drop.reencoded}
     return rows, arrays
@@ -126,9 +195,7 @@ def score_invariance(explainer: Explainer, classifier, test: Split, *, seed: int
         arrays = {}
     surrogate = getattr(explainer, "surrogate", None)
     if surrogate is not None:
-        agree = torch.cat([(surrogate(images[i:i + 1024]).argmax(1) == classifier(images[i:i + 1024]).argmax(1))
-                           for i in range(0, len(images), 1024)])
-        rows.append(row(name, "head_agreement", agree.float().mean()))
+        rows.append(row(name, "head_agreement", head_agreement(surrogate, classifier, images)))
     return rows, arrays
 
 
@@ -137,7 +204,7 @@ class SweepSetup:
     """What every sweep-capable explainer is scored on (the same for all of them in a run).
 
     FID's reference set is the test images that are not queries: no FID input is a reference image or a
-    query (DESIGN.md, "Metric protocols").
+    query (docs/design.md, "Metric protocols").
     """
 
     queries: torch.Tensor  # (N, C, H, W) test images to explain
@@ -207,17 +274,15 @@ def score_sweeps(explainer: Explainer, classifier, setup: SweepSetup, *, device:
     probs0 = classifier(queries)
     index, target = explainer.sweep_targets(probs0.argmax(1).cpu(), probs0.shape[1])
     images = []
-    _sync(device)
-    start = time.perf_counter()
+    start = start_clock(device)
     for i in range(0, len(index), setup.batch_size):
         idx, tgt = index[i:i + setup.batch_size], target[i:i + setup.batch_size].to(device)
         images.append(explainer.sweep(queries[idx], tgt, s).cpu())  # (B, S, C, H, W)
-    _sync(device)
-    seconds = (time.perf_counter() - start) / max(len(index), 1)
+    seconds = elapsed_seconds(start, device, max(len(index), 1))
     images = torch.cat(images)
     start_probs = probs0.cpu()[index].gather(1, target.view(-1, 1)).squeeze(1)
-    rows, arrays = judge_sweeps(name, images, index, target, start_probs, classifier, setup, device=device)
-    rows.insert(6, row(name, "sweep_seconds", seconds))
+    rows, arrays = judge_sweeps(name, images, index, target, start_probs, classifier, setup, device=device,
+                                seconds=seconds)
     if setup.truth is not None:  # graded degradations: the points of the proxy-validity table
         noise = torch.rand(images[:, 0].shape, generator=torch.Generator().manual_seed(setup.seed * 1000 + 8))
         points = [{"capability": "sweep", "level": 0.0, "values": _values(rows)}]
@@ -248,23 +313,22 @@ def _judge(setup: SweepSetup, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def judge_sweeps(name: str, images: torch.Tensor, index: torch.Tensor, target: torch.Tensor,
-                 start_probs: torch.Tensor, classifier, setup: SweepSetup, *, device: torch.device
-                 ) -> tuple[list[Row], dict]:
+                 start_probs: torch.Tensor, classifier, setup: SweepSetup, *, device: torch.device,
+                 seconds: float | None = None) -> tuple[list[Row], dict]:
     """Every metric of sweeps ``images`` ``(N, S, C, H, W)`` of queries ``setup.queries[index]`` toward
-    ``target``, whose f(query)[target] is ``start_probs``: faithfulness, validity, proximity, FID by group,
-    and, on a ground-truth suite, the metrics against its truth."""
+    ``target``, whose f(query)[target] is ``start_probs``: the declared ones (faithfulness, validity,
+    proximity), ``seconds`` (a sweep's time) when given, independent validity, on a ground-truth suite the
+    metrics against its truth, and FID by group."""
     s = images.shape[1]
     probs = _classify_sweeps(classifier, images, device)
     target_probs = probs.gather(2, target.view(-1, 1, 1).expand(-1, s, 1)).squeeze(2)  # (N, S)
     requested = sweep_metrics.requested_ramp(start_probs, s)
-    compat = sweep_metrics.compatibility(requested, target_probs)
     queries, ends = setup.queries[index], images[:, -1]
-    rows = [row(name, "sweep_compatibility_pearson", compat.pearson),
-            row(name, "sweep_compatibility_spearman", compat.spearman),
-            row(name, "sweep_compatibility_mae", compat.mae),
-            row(name, "sweep_validity", sweep_metrics.validity(probs[:, -1], target)),
-            row(name, "sweep_monotonicity", sweep_metrics.monotonicity(target_probs)),
-            row(name, "sweep_proximity", sweep_metrics.proximity(queries, ends))]
+    rows = declared_rows(name, "sweep", scoring_context(
+        "sweep", sweeps=images, queries=queries, ends=ends, target=target, probs=probs, end_probs=probs[:, -1],
+        requested=requested, target_probs=target_probs, classifier=classifier))
+    if seconds is not None:
+        rows.append(row(name, "sweep_seconds", seconds))
     head = getattr(setup.extractor, "head", None)
     if head is not None and setup.class_ids is not None:
         wanted = torch.tensor(setup.class_ids)[target]  # the dataset label of each sweep's target
@@ -277,8 +341,7 @@ def judge_sweeps(name: str, images: torch.Tensor, index: torch.Tensor, target: t
         rows.append(row(name, "ground_truth_change_from_start",
                         gt.change_share(images[:, 0], ends, setup.region).mean()))
         if head is not None:
-            kept = _judge(setup, ends).argmax(1) == setup.judged_queries[index]
-            rows.append(row(name, "content_kept", kept.float().mean()))
+            rows.append(row(name, "content_kept", gt.class_kept(_judge(setup, ends), setup.judged_queries[index])))
     elif setup.truth == "colour":
         rows.append(row(name, "mode_preservation", gt.mode_preservation(queries, ends)))
 
@@ -319,7 +382,7 @@ def score_latent_sweeps(explainer: Explainer, classifier, queries: torch.Tensor,
             if judged:  # the queries are the first of truth.queries (score_explainer)
                 ends = torch.cat([sw[:, 0], sw[:, -1]]).cpu()
                 digit = truth.judged_queries[:len(queries)].repeat(2)
-                kept.append(float((_judge(truth, ends).argmax(1) == digit).float().mean()))
+                kept.append(float(gt.class_kept(_judge(truth, ends), digit)))
     names = split.names()
     rows = [row(name, "sweep_change_factor", v, names[d]) for d, v in enumerate(changes)]
     if split.n_noncausal:
@@ -371,11 +434,9 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
     """
     name = explainer.name
     images, labels = setup.images.to(device), setup.labels.to(device)
-    _sync(device)
-    start = time.perf_counter()
+    start = start_clock(device)
     maps = explainer.saliency(images, labels).detach()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / len(images)
+    seconds = elapsed_seconds(start, device, len(images))
     curves = removal_curves(classifier, images, maps, labels, generator=torch.Generator().manual_seed(seed * 1000 + 6),
                             relevance="positive", n_tie_orders=setup.n_tie_orders)
     rows = [row(name, "removal_morf_auc", curves.morf_auc), row(name, "removal_lerf_auc", curves.lerf_auc),
@@ -383,8 +444,9 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
             row(name, "removal_morf_probability_auc", curves.morf_probability_auc),
             row(name, "removal_morf_auc_tie_sd", curves.morf_auc_sd),
             row(name, "removal_lerf_auc_tie_sd", curves.lerf_auc_sd),
-            row(name, "removal_gap_tie_sd", curves.gap_sd),
-            row(name, "saliency_gini", gini(maps).mean()), row(name, "saliency_seconds", seconds)]
+            row(name, "removal_gap_tie_sd", curves.gap_sd)]
+    rows += declared_rows(name, "saliency", _saliency_context(classifier, images, labels, maps))
+    rows.append(row(name, "saliency_seconds", seconds))
     network = classifier.network  # the black box's protocol (bench.inputs.classifier.BlackBox)
     randomisation, randomised = [], None
     check = ("randomisation_correlation", "randomisation_correlation_signed", "randomisation_correlation_all_pixels")
@@ -430,12 +492,16 @@ def score_saliency(explainer: Explainer, classifier, setup: SaliencySetup, *, se
     return rows, arrays
 
 
+def _saliency_context(classifier, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor) -> dict:
+    return scoring_context("saliency", maps=maps, images=images, labels=labels, classifier=classifier)
+
+
 def _saliency_truth(name: str, classifier, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
                     setup: SaliencySetup, rows: list[Row], randomised, seed: int) -> tuple[list[Row], list[dict]]:
     """Relevance mass and rank accuracy of the maps of the images that carry the planted truth, and the
     proxy-validity points: the maps blended with noise at ``gt.DEGRADATION_LEVELS``, each scored by the
-    removal curves, Gini, the randomisation check (the randomised maps blended with the same noise) and
-    the ground-truth metrics."""
+    removal curves, the declared saliency metrics (Gini), the randomisation check (the randomised maps blended
+    with the same noise) and the ground-truth metrics."""
     carries = setup.carries.to(maps.device)
 
     def truth_values(m: torch.Tensor) -> dict[str, float | None]:
@@ -455,8 +521,8 @@ def _saliency_truth(name: str, classifier, images: torch.Tensor, labels: torch.T
                                 generator=torch.Generator().manual_seed(seed * 1000 + 6),
                                 n_tie_orders=setup.n_tie_orders)
         point = {"removal_morf_auc": curves.morf_auc, "removal_lerf_auc": curves.lerf_auc, "removal_gap": curves.gap,
-                 "saliency_gini": float(gini(degraded).mean()), **truth_values(degraded),
-                 "randomisation_correlation": None}
+                 **declared_values("saliency", _saliency_context(classifier, images, labels, degraded)),
+                 **truth_values(degraded), "randomisation_correlation": None}
         if randomised is not None:
             reference, last, support, enough = randomised
             sub = noise[:len(reference)]
@@ -482,35 +548,81 @@ def _nanmean(values: torch.Tensor) -> float | None:
     return float(finite.mean()) if len(finite) else None
 
 
+@dataclass(frozen=True)
+class ScoringInputs:
+    """What a run gives every scorer: the validation split and the information-flow sizes (latent), the test
+    split (invariance), the sweep and saliency setups (None where the run scores none), and sweeps already
+    scored for the same fit (``known_sweeps``)."""
+
+    val: Split
+    n_alpha: int
+    n_beta: int
+    seed: int
+    device: torch.device
+    sweeps: SweepSetup | None = None
+    test: Split | None = None
+    saliency: SaliencySetup | None = None
+    known_sweeps: tuple[list[Row], dict] | None = None
+
+
+def _latent_scorer(explainer: Explainer, classifier, inputs: ScoringInputs) -> tuple[list[Row], dict]:
+    """Information flow and accuracy drop, invariance (with a test split), latent sweeps (with sweep queries)."""
+    rows, arrays = score_latent(explainer, classifier, inputs.val, n_alpha=inputs.n_alpha, n_beta=inputs.n_beta,
+                                seed=inputs.seed, device=inputs.device)
+    if inputs.test is not None:
+        r, arrays["invariance"] = score_invariance(explainer, classifier, inputs.test, seed=inputs.seed,
+                                                   device=inputs.device)
+        rows += r
+    if inputs.sweeps is not None:
+        rows += score_latent_sweeps(explainer, classifier, inputs.sweeps.queries[:200], n_steps=inputs.sweeps.n_steps,
+                                    sweep_range=float(explainer.settings.get("sweep_range", 3.0)),
+                                    device=inputs.device, truth=inputs.sweeps)
+    return rows, arrays
+
+
+def _sweep_scorer(explainer: Explainer, classifier, inputs: ScoringInputs) -> tuple[list[Row], dict]:
+    """Counterfactual sweeps, or the rows of the same fit's sweeps under this explainer's name."""
+    if inputs.sweeps is None:
+        return [], {}
+    if inputs.known_sweeps is not None:
+        rows, arrays = [replace(x, explainer=explainer.name) for x in inputs.known_sweeps[0]], inputs.known_sweeps[1]
+    else:
+        rows, arrays = score_sweeps(explainer, classifier, inputs.sweeps, device=inputs.device)
+    return rows, {"sweeps": arrays, "sweep_rows": rows}
+
+
+def _saliency_scorer(explainer: Explainer, classifier, inputs: ScoringInputs) -> tuple[list[Row], dict]:
+    if inputs.saliency is None:
+        return [], {}
+    rows, arrays = score_saliency(explainer, classifier, inputs.saliency, seed=inputs.seed, device=inputs.device)
+    return rows, {"saliency": arrays}
+
+
+#: capability -> its scorer, in the order an explainer's rows are written (``fit_seconds``, the one metric of
+#: ``Capability.FIT``, is the runner's: it times the fit)
+SCORERS: dict[Capability, Callable[[Explainer, Callable, ScoringInputs], tuple[list[Row], dict]]] = {
+    Capability.LATENT: _latent_scorer,
+    Capability.SWEEP: _sweep_scorer,
+    Capability.SALIENCY: _saliency_scorer,
+}
+
+
 def score_explainer(explainer: Explainer, classifier, val: Split, *, n_alpha: int, n_beta: int, seed: int,
                     device: torch.device, sweeps: SweepSetup | None = None, test: Split | None = None,
                     saliency: SaliencySetup | None = None, known_sweeps: tuple[list[Row], dict] | None = None
                     ) -> tuple[list[Row], dict]:
-    """Every metric the explainer's capabilities allow; ``arrays`` keeps what the figures need.
+    """Every metric the explainer's capabilities allow: the scorer (:data:`SCORERS`) of each capability it
+    has; ``arrays`` keeps what the figures need.
 
     ``known_sweeps``: the sweep rows and arrays already scored for the same fit under another name
     (sweeps depend on the fit alone, e.g. the two GANMEX attributions): reused, not recomputed.
     """
+    inputs = ScoringInputs(val=val, n_alpha=n_alpha, n_beta=n_beta, seed=seed, device=device, sweeps=sweeps,
+                           test=test, saliency=saliency, known_sweeps=known_sweeps)
     rows, arrays = [], {}
-    if explainer.supports(Capability.LATENT):
-        r, arrays = score_latent(explainer, classifier, val, n_alpha=n_alpha, n_beta=n_beta, seed=seed,
-                                 device=device)
-        rows += r
-        if test is not None:
-            r, arrays["invariance"] = score_invariance(explainer, classifier, test, seed=seed, device=device)
+    for capability, scorer in SCORERS.items():
+        if explainer.supports(capability):
+            r, a = scorer(explainer, classifier, inputs)
             rows += r
-        if sweeps is not None:
-            rows += score_latent_sweeps(explainer, classifier, sweeps.queries[:200], n_steps=sweeps.n_steps,
-                                        sweep_range=float(explainer.settings.get("sweep_range", 3.0)), device=device,
-                                        truth=sweeps)
-    if explainer.supports(Capability.SWEEP) and sweeps is not None:
-        if known_sweeps is not None:
-            r, arrays["sweeps"] = [replace(x, explainer=explainer.name) for x in known_sweeps[0]], known_sweeps[1]
-        else:
-            r, arrays["sweeps"] = score_sweeps(explainer, classifier, sweeps, device=device)
-        arrays["sweep_rows"] = r
-        rows += r
-    if explainer.supports(Capability.SALIENCY) and saliency is not None:
-        r, arrays["saliency"] = score_saliency(explainer, classifier, saliency, seed=seed, device=device)
-        rows += r
+            arrays.update(a)
     return rows, arrays
