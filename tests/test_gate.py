@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from bench.cli import main
 from bench.gate import (ALPHA, RegressionError, Tolerance, UnusableInput, assert_no_regression,
                         compare, compare_records, make_baseline, write_baseline)
 from bench.outputs.results import write_record
-from explainers.base import EXPLAINERS
+from explainers.registry import EXPLAINERS
 
 
 def values(info_flow: float, morf: float, fid: float | None = 100.0) -> dict:
@@ -93,6 +95,38 @@ def test_unusable_input_exits_2(record, tmp_path, capsys):
     base.write_text("{not json")
     assert main(["compare", str(run_dir), "--baseline", str(base)]) == 2
     assert main(["compare", str(run_dir), "--baseline", str(base), "--tolerance", "x=1"]) == 2
+
+
+def test_the_gate_reads_outputs_and_never_loads_the_runner():
+    """``bench.gate`` imports neither the runner nor the doors over it (``bench.api``, ``bench.cli``)."""
+    code = ("import sys, bench.gate; print(sorted(m for m in sys.modules "
+            "if m.startswith(('bench.execute', 'bench.api', 'bench.cli'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_check_suite_runs_the_suite_then_gates_it(record, tmp_path, monkeypatch):
+    """``bench.api.check_suite``: :func:`bench.api.run` with its arguments, then ``assert_no_regression``."""
+    from bench import api
+
+    base = tmp_path / "base.json"
+    write_record(tmp_path / "base-run", record(0, values(0.6, 0.4)))
+    write_baseline([tmp_path / "base-run"], base)
+    asked = []
+
+    def fake_run(suite, **kwargs):
+        asked.append((suite, kwargs))
+        run_dir = tmp_path / f"run{len(asked)}"
+        write_record(run_dir, record(0, values(0.6 if len(asked) == 1 else 0.3, 0.4)))
+        return api.load(run_dir)
+
+    monkeypatch.setattr(api, "run", fake_run)
+    comparison = api.check_suite(base, suite="mnist", seeds=[0], explainers=["gce", "saliency"], device="cpu")
+    assert comparison.exit_code == 0
+    assert asked == [("mnist", dict(profile="quick", seeds=(0,), explainers=["gce", "saliency"], out=None,
+                                    device="cpu"))]
+    with pytest.raises(RegressionError, match="information_flow of gce"):
+        api.check_suite(base)
 
 
 # ----------------------------------------------------------------------------- the CI recipe, on real runs

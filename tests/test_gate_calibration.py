@@ -1,4 +1,4 @@
-"""The gate calibrated to seed noise: family-wise control on unchanged code (where the old fixed tolerance and
+"""The gate calibrated to seed noise: family-wise control on unchanged code (where the fixed tolerance and
 per-metric tests cry wolf), power against a real shift, the seeds-needed planner, the floor for zero-spread
 metrics, and the fallback to the fixed rule for baselines of fewer than 3 seeds. Fake records only (fast)."""
 
@@ -39,7 +39,7 @@ def test_unchanged_runs_pass_with_familywise_control(record):
     """Unchanged code: 200 single-seed runs drawn from the same N(mu_m, sd_m) as 3-seed baselines of 100
     metrics (the mnist-quick baseline's measured means and s.d.s). Holm keeps the share of runs with any
     metric flagged near 5%, on the statistics alone (floor 0); the default floor only lowers it. The same
-    runs fail almost always under the old fixed tolerance, and under per-metric 5% tests.
+    runs fail almost always under the fixed tolerance, and under per-metric 5% tests.
 
     50 baselines x 4 runs: p is exact over draws of baseline *and* run, but given one 3-seed baseline the
     false-alarm rate depends on how small its s.d. estimates (2 dof each) happen to be; averaging over
@@ -61,7 +61,7 @@ def test_unchanged_runs_pass_with_familywise_control(record):
     assert runs == 200
     assert flagged / runs <= 0.1, flagged  # family-wise ~5% (binomial s.d. over 200 runs: 1.5%)
     assert with_floor <= flagged and with_floor / runs <= 0.075, with_floor
-    assert fixed_flagged / runs >= 0.9, fixed_flagged  # the old rule: a fixed 0.03 below the seed spread
+    assert fixed_flagged / runs >= 0.9, fixed_flagged  # the fixed rule: a fixed 0.03 below the seed spread
     assert per_metric_flagged / runs >= 0.9  # 1 - 0.95^100 = 99.4%: per-metric tests cry wolf
 
 
