@@ -11,14 +11,14 @@ Nothing is printed unless asked for: progress goes to the ``bench`` and ``explai
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
-from bench.errors import BenchError, user_errors
+from bench.options import OPTIONS, check_keywords, docstring as options_docstring, signature as options_signature
 
 #: the columns of :attr:`Results.frame`, in order
 FRAME_COLUMNS = ("suite", "profile", "seed", "explainer", "metric", "factor", "value", "unit", "higher_is_better")
@@ -99,92 +99,53 @@ def load(path: str | Path) -> Results:
     return Results(tuple(records), path.parent if path.is_file() else path)
 
 
-def run(suite: str | Path = "mnist", *, explainers: Sequence[str] | None = None, profile: str = "quick",
-        seed: int | None = None, seeds: Sequence[int] | None = None, device: str = "auto",
-        out: str | Path | None = None, data_root: str | None = None, fid_features: str = "featurenet",
-        inception_weights: str | None = None, cache: bool = True, progress: bool = False,
-        classifier: str | None = None, weights: str | Path | None = None, classifier_output: str = "logits",
-        plugins: Sequence[str] = (), precision: str = "auto", rescore: bool = False,
-        executor: str = "local", ray_address: str | None = None, task_cpus: int | None = None,
-        settings: dict[str, dict] | None = None, command: Sequence[str] = ()) -> Results:
+def run(suite: str | Path = OPTIONS["suite"].default, **options) -> Results:
     """Train what is missing (cached unless ``cache=False``), score every explainer, write the run
     directory, and return its :class:`Results`.
 
-    ``suite``: a built-in suite's name or a suite file (``my_suite.toml``).
-    ``seed`` runs one seed (default 0) into ``out`` (default ``runs/<suite>-<profile>-seed<seed>``);
-    ``seeds`` runs several into ``out/seed<N>/`` and pools them (default out
-    ``runs/<suite>-<profile>-seeds<a>-<b>...``). Giving both is an error, whatever their values.
-    ``progress=True`` logs the run's steps to stderr (``bench`` and ``explainers`` loggers at INFO,
-    unless logging is already configured) with bars when stderr is a terminal.
-    ``classifier`` brings your own black box instead of the suite's: an import path ``module:callable``
-    returning an ``nn.Module`` (called with ``n_classes=M`` when it takes that keyword) or a TorchScript
-    file; ``weights`` a state_dict file for it (without one, the architecture is trained with the suite's
-    recipe and cached); ``classifier_output`` says whether it returns ``logits`` or ``probabilities``.
-    ``plugins``: files (``mine.py``) or modules whose ``@register`` adds explainers, imported first.
-    ``precision``: what fits train in: ``auto`` (bf16 autocast where the device computes bf16 natively, else
-    fp32), ``fp32`` or ``bf16``; explanations and metrics are always float32 (``bench.execute.runtime``).
-    ``rescore=True`` scores every explainer again; otherwise an explainer whose fit, inputs and scoring code
-    are unchanged gets its scores from the cache (``cache=False`` neither reads nor writes them).
-    ``settings``: explainer -> {setting: value} over the profile's (``--set gce.lam=0.1``); recorded in the
-    results and part of every key, as the profile's own settings are.
-    ``executor``: ``local`` (this process) or ``ray``: every black box, fit and scoring a Ray task
-    (:mod:`bench.execute.distributed`) on the cluster at ``ray_address`` (default ``$RAY_ADDRESS``, else a Ray
-    started on this machine), each with ``task_cpus`` CPUs (default this process's torch threads).
-    Raises :class:`bench.errors.BenchError` for input that cannot run (unknown names, bad paths, a black
-    box that does not fit the suite), before any training.
+    ``suite``: a built-in suite's name or a suite file (``my_suite.toml``). ``seed`` runs one seed (default
+    0) into ``out``; ``seeds`` runs several into ``out/seed<N>/`` and pools them; giving both is an error,
+    whatever their values. ``classifier`` brings your own black box (``weights`` and ``classifier_output``
+    describe it); ``plugins`` are imported first; ``executor="ray"`` runs every black box, fit and scoring
+    as a Ray task (:mod:`bench.execute.distributed`). Raises :class:`bench.errors.BenchError` for input that
+    cannot run (unknown names, bad paths, a black box that does not fit the suite), before any training,
+    and TypeError for a keyword that is not an option.
+
+    The options, declared in :mod:`bench.options` (the command line's flags are the same options):
+
+{options}
     """
-    from bench.inputs.blackbox import UserClassifier
-    from bench.progress import bars, configure_logging
-    from bench.execute.runner import RunConfig, run as run_one, run_seeds
+    options = check_keywords({"suite": suite, **options})
+    from bench.execute.runner import execute
     from bench.execute.runtime import keep_freed_memory
+    from bench.progress import bars, configure_logging
 
     keep_freed_memory()  # the same numbers, much less kernel time (bench.execute.runtime)
-
-    if seed is not None and seeds is not None:
-        raise BenchError(f"give seed or seeds, not both (seed={seed}, seeds={list(seeds)})")
-    if isinstance(explainers, str):
-        explainers = [explainers]
-    if seeds is not None:
-        seeds = tuple(int(s) for s in seeds)
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise BenchError(f"seeds must be distinct and at least one, got {list(seeds)}")
-    if classifier is None and (weights is not None or classifier_output != "logits"):
-        raise BenchError("--weights and --classifier-output describe a --classifier; name one")
-    user = None if classifier is None else UserClassifier(str(classifier), str(weights) if weights else None,
-                                                          classifier_output)
-    if plugins:
-        from explainers.base import EXPLAINERS
-
-        for plugin in plugins:
-            with user_errors():
-                EXPLAINERS.load_plugin(str(plugin))
-    if progress and not logging.getLogger("bench").handlers:
+    if options["progress"] and not logging.getLogger("bench").handlers:
         configure_logging(0)
-    config = RunConfig(suite=str(suite), profile=profile, explainers=tuple(explainers) if explainers else None,
-                       seed=seeds[0] if seeds else (seed or 0), device=device, out=Path(out) if out else None,
-                       data_root=data_root, fid_features=fid_features, inception_weights=inception_weights,
-                       cache=cache, classifier=user, precision=precision, rescore=rescore,
-                       settings={k: dict(v) for k, v in (settings or {}).items()}, command=list(command))
-    if executor not in ("local", "ray"):
-        raise BenchError(f"unknown executor {executor!r}; use local or ray")
-    if executor == "local" and (ray_address or task_cpus):
-        raise BenchError("--ray-address and --task-cpus are options of --executor ray")
-    if task_cpus is not None and task_cpus < 1:
-        raise BenchError(f"--task-cpus must be at least 1, got {task_cpus}")
-    with bars(progress):
-        if executor == "ray":
-            from bench.execute.distributed import RayOptions, require_ray, run_seeds_on_ray
-            from bench.execute.runner import _log
-
-            require_ray()
-            options = RayOptions(ray_address, task_cpus, tuple(_plugin_spec(p) for p in plugins))
-            run_dir = run_seeds_on_ray(config, tuple(seeds) if seeds else (config.seed,), options, _log)
-        else:
-            run_dir = run_seeds(config, seeds) if seeds and len(seeds) > 1 else run_one(config)
-    return load(run_dir)
+    with bars(options["progress"]):
+        return load(execute(options))
 
 
-def _plugin_spec(plugin: str | Path) -> str:
-    """A plugin as a worker in another directory loads it: a file by its absolute path, a module by name."""
-    plugin = str(plugin)
-    return str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin
+# the signature and the options' part of the docstring, derived from the declarations
+run.__signature__ = options_signature([inspect.Parameter("suite", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                         default=OPTIONS["suite"].default)])
+run.__doc__ = run.__doc__.replace("{options}", options_docstring())
+
+
+def check_suite(baseline: str | Path, *, suite: str = "mnist", profile: str = "quick",
+                seeds: tuple[int, ...] | list[int] = (0,), explainers: list[str] | tuple[str, ...] | None = None,
+                out: str | Path | None = None, device: str = "auto", tolerance: str | None = None,
+                rule: str = "auto"):
+    """:func:`run` ``suite`` (models come from the cache when they are there), then
+    :func:`bench.gate.assert_no_regression` against ``baseline``: the one call a user's regression test
+    needs. Returns the :class:`bench.gate.Comparison`; raises :class:`bench.gate.RegressionError` (an
+    ``AssertionError``) listing every metric that got worse.
+
+    >>> from bench.api import check_suite
+    >>> check_suite("results/baselines/mnist-quick.json", seeds=(3, 4, 5))  # doctest: +SKIP
+    """
+    from bench.gate import assert_no_regression
+
+    results = run(suite, profile=profile, seeds=tuple(seeds), explainers=explainers, out=out, device=device)
+    return assert_no_regression(results.run_dir, baseline, tolerance=tolerance, rule=rule)

@@ -18,7 +18,7 @@ A model's key is a one-way hash, so the key alone cannot say whether older code 
 model therefore stores a code stamp (:func:`bench.store.code_stamp`: the modules its key hashes, and the
 hash), and :func:`prune` removes models whose code changed or is gone, with everything else it can show
 unusable (:func:`stale`). Entries made by older *settings* (a profile edited since) cannot be told apart
-and stay until :func:`clear`, as do models written before the stamp existed.
+and stay until :func:`clear`, as do models that carry no stamp.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def info_text(root: Path | None = None) -> str:
 def _known_model_kinds() -> set[str]:
     """The model kinds the current code writes: the black box, the feature network and the fit identity of
     every registered explainer that fits."""
-    from explainers.base import EXPLAINERS, Capability
+    from explainers.base import Capability
+    from explainers.registry import EXPLAINERS
 
     fitting = (EXPLAINERS.get(name) for name in EXPLAINERS.names())
     return {"classifier", "classifier-user", "featurenet"} | {cls.fit_identity() for cls in fitting if Capability.FIT in cls.capabilities}
@@ -173,7 +174,7 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
                 out.append((entry, "no registered explainer fits this kind of model"))
                 continue
         if entry.kind.startswith("scores"):
-            from explainers.base import EXPLAINERS
+            from explainers.registry import EXPLAINERS
 
             if entry.kind.removeprefix("scores ") not in EXPLAINERS:
                 out.append((entry, "scores of an explainer that is not registered"))
@@ -188,8 +189,8 @@ def stale(root: Path | None = None, *, now: float | None = None) -> list[tuple[E
 
 def _outdated(stamp: dict | None) -> str | None:
     """Why a model was made by code that no longer exists (its stored :func:`bench.store.code_stamp` differs
-    from today's source of the same modules, or a module is gone), else None. Checkpoints written before
-    the stamp existed carry none and are not judged."""
+    from today's source of the same modules, or a module is gone), else None. Checkpoints that carry no
+    stamp are not judged."""
     import importlib
 
     from bench.store import source_hash

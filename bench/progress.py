@@ -10,7 +10,7 @@ Progress comes in two kinds:
 * the run as a whole (:class:`RunProgress`): every step (data, black box, features, each fit and
   each scoring) is logged when it starts and with its duration when it ends, with "k of N" and an
   estimate of the time left; a run ends with a summary of the time per step;
-* each training loop (:func:`track`, used by :func:`explainers.base.minibatches`): a tqdm
+* each training loop (:func:`track`, used by :func:`explainers.training.minibatches`): a tqdm
   bar, only when bars are on (:func:`bars`) and stderr is a terminal. Where it is not (CI logs,
   files) the explainers' own periodic lines (every 10 s) say how far a fit is, and no bar redraws.
 """
@@ -96,7 +96,7 @@ def reset_logging() -> None:
 @contextlib.contextmanager
 def bars(enabled: bool) -> Iterator[None]:
     """Show tqdm bars inside the block when ``enabled`` and stderr is a terminal."""
-    from explainers.base import training_progress  # the explainers' training loops get the bar too
+    from explainers.training import training_progress  # the explainers' training loops get the bar too
 
     token = _BARS.set(bool(enabled) and stderr_is_terminal())
     try:

@@ -13,7 +13,8 @@ from bench.inputs.classifier import BlackBox, ClassifierConfig, train_classifier
 from bench.outputs.results import make_record
 from bench.execute.runtime import keep_freed_memory
 from bench.inputs.suites import SUITES
-from explainers.base import EXPLAINERS, Capability, Explainer
+from explainers.base import Capability, Explainer
+from explainers.registry import EXPLAINERS
 
 keep_freed_memory()  # as bench.run and the CLI do: the same numbers, less kernel time
 
@@ -72,9 +73,7 @@ class Broken(Explainer):
 @pytest.fixture(scope="session")
 def broken_registered():
     """The ``broken`` explainer in the registry (for the whole session: it is only ever run by name)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(EXPLAINERS._entries, "broken", Broken)
-        mp.setitem(EXPLAINERS._origins, "broken", "tests/conftest.py")
+    with EXPLAINERS.temporarily("broken", Broken, origin="tests/conftest.py"):
         yield Broken
 
 
@@ -89,13 +88,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def readme():
-    """``readme(marker)``: the fenced block of README.md whose first line is ``# readme: <marker>``, so a
-    test runs the README's example as written and the two cannot drift."""
+    """``readme(marker)``: the fenced block of README.md or docs/ whose first line is ``# readme: <marker>``, so a
+    test runs the page's example as written and the two cannot drift."""
 
     def block(marker: str) -> str:
-        blocks = re.findall(r"```(?:python|bash)\n(# readme: [\w-]+\n.*?)```", (ROOT / "README.md").read_text(), re.S)
+        pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # the demos of the README and docs/
+        blocks = [b for p in pages for b in re.findall(r"```(?:python|bash)\n(# readme: [\w-]+\n.*?)```", p.read_text(),
+                                                       re.S)]
         found = [b for b in blocks if b.startswith(f"# readme: {marker}\n")]
-        assert len(found) == 1, f"README.md has {len(found)} blocks marked {marker}"
+        assert len(found) == 1, f"README.md and docs/ have {len(found)} blocks marked {marker}"
         return found[0]
 
     return block
@@ -117,7 +118,8 @@ SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")
 def smoke_run(broken_registered, mnist38, tmp_path_factory):
     """One cold ``smoke`` run of every mnist explainer (seed 3), shared by the tests that read a run's outputs.
     Returns ``(run_dir, log_messages)``."""
-    from bench.execute.runner import RunConfig, run
+    from bench.execute.config import RunConfig
+    from bench.execute.runner import run
 
     out = tmp_path_factory.mktemp("smoke") / "run"
     messages: list[str] = []

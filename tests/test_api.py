@@ -127,7 +127,7 @@ def test_scores_are_read_back_only_for_the_same_fit_inputs_and_code(smoke_run, t
 
 
 def test_the_black_box_identity_covers_how_its_outputs_are_read():
-    from bench.execute.runner import black_box_identity
+    from bench.execute.steps import black_box_identity
 
     record = {"name": "my_models:Net", "weights_sha256": "ab", "output": "logits", "code_sha256": "cd"}
     keys = {black_box_identity(record), black_box_identity({**record, "output": "probabilities"}),
@@ -138,8 +138,8 @@ def test_the_black_box_identity_covers_how_its_outputs_are_read():
 def test_a_method_replaced_at_run_time_is_another_scores_key(monkeypatch):
     """Scores are keyed by the source of the methods an explainer holds now, not only by its module's file:
     a monkeypatched or redefined method is scored again (the CI recipe's sabotage test relies on it)."""
-    from bench.execute.runner import live_source_hash
-    from explainers.base import EXPLAINERS
+    from bench.execute.steps import live_source_hash
+    from explainers.registry import EXPLAINERS
 
     cls = EXPLAINERS.get("saliency")
     before = live_source_hash(cls)

@@ -1,4 +1,4 @@
-"""The command line a practitioner meets (issue 18): malformed results and baselines are one-line
+"""The command line a practitioner meets: malformed results and baselines are one-line
 errors, a closed pipe ends quietly, the leaderboard CSV raises no pandas warning, ``compare`` shows
 every metric (text and JSON), ``list --json``, the cache commands, and the package's licence and pins."""
 
@@ -26,7 +26,7 @@ from bench.gate import compare_records, load_baseline, make_baseline, write_base
 from bench.outputs.leaderboard import run_records
 from bench.outputs.results import load_record, write_record
 from bench.store import save_checkpoint, stable_hash
-from explainers.base import EXPLAINERS
+from explainers.registry import EXPLAINERS
 from metrics import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,11 +336,11 @@ def test_the_package_is_mit_licensed_and_admits_the_tested_torch_pair():
 def test_cache_prune_removes_models_whose_training_code_changed(tmp_path, monkeypatch, mnist38, black_box, capsys):
     """A real fit stores its code stamp; the same checkpoint stamped with another source hash (older code of
     GCE), or a module that is gone, is pruned; the current one stays."""
-    from bench.execute import runner as runner_mod
-    from explainers.base import EXPLAINERS
+    from bench.execute import steps
+    from explainers.registry import EXPLAINERS
 
     monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / "c"))
-    runner_mod.fitted_explainer(EXPLAINERS.get("gce"), classifier=black_box, settings={"steps": 2, "n_alpha": 2,
+    steps.fitted_explainer(EXPLAINERS.get("gce"), classifier=black_box, settings={"steps": 2, "n_alpha": 2,
                                                                                         "n_beta": 2},
                                 train_images=mnist38.train.images[:256], classifier_key="k", suite_key={"s": 1},
                                 seed=1, device=torch.device("cpu"), log=lambda m: None)

@@ -23,7 +23,8 @@ PLUGIN = '''
 import os
 from pathlib import Path
 
-from explainers.base import Capability, Explainer, register
+from explainers.base import Capability, Explainer
+from explainers.registry import register
 
 
 @register("fails_to_fit")
@@ -71,13 +72,11 @@ def local_and_ray(tmp_path_factory):
     plugin = root / "plugin.py"
     plugin.write_text(PLUGIN + f"\nMARKER = {str(root / 'died')!r}\n")
     assert _run(root / "cache-local", root / "local") == 0
-    code = _run(root / "cache-ray", root / "ray", "--executor", "ray", "--plugin", str(plugin),
-                explainers=(*EXPLAINERS, "fails_to_fit", "dies_once"))
-    from explainers.base import EXPLAINERS as registry
+    from explainers.registry import EXPLAINERS as registry
 
-    for name in ("fails_to_fit", "dies_once"):  # the plugin's explainers leave the registry with this module
-        registry._entries.pop(name, None)
-        registry._origins.pop(name, None)
+    with registry.isolated():  # the plugin's explainers leave the registry with the run
+        code = _run(root / "cache-ray", root / "ray", "--executor", "ray", "--plugin", str(plugin),
+                    explainers=(*EXPLAINERS, "fails_to_fit", "dies_once"))
     assert code == 0
     return load_record(root / "local"), load_record(root / "ray"), root
 

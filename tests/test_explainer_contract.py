@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from bench.inputs.suites import SUITES
-from explainers.base import EXPLAINERS, Capability
+from explainers.base import Capability
+from explainers.registry import EXPLAINERS
 
 README_PLUGIN = "input_descent"  # README "Write your own explainer": a plugin file, held to the same contract
 NAMES = sorted({*EXPLAINERS.names(), README_PLUGIN})  # the built-ins, installed plugins and the README's
@@ -20,16 +21,13 @@ DEVICE = torch.device("cpu")
 
 @pytest.fixture(scope="module", autouse=True)
 def readme_plugin(tmp_path_factory):
-    """The README's plugin file, written out as its block writes it and loaded with ``--plugin``'s loader;
+    """docs/extending.md's plugin file, written out as its block writes it and loaded with ``--plugin``'s loader;
     the registry is restored after this module."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "docs" / "extending.md").read_text()
     block = re.search(r"# readme: own-explainer\ncat > my_explainers.py <<'EOF'\n(.*?)\nEOF\n", text, re.S)
     path = tmp_path_factory.mktemp("plugin") / "my_explainers.py"
     path.write_text(block.group(1))
-    EXPLAINERS.names()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(EXPLAINERS, "_entries", dict(EXPLAINERS._entries))
-        mp.setattr(EXPLAINERS, "_origins", dict(EXPLAINERS._origins))
+    with EXPLAINERS.isolated():
         EXPLAINERS.load_plugin(str(path))
         assert README_PLUGIN in EXPLAINERS
         yield

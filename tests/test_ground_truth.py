@@ -1,4 +1,4 @@
-"""Ground-truth suites (issue 14): each metric against closed forms, the constructions, the verification of the
+"""Ground-truth suites: each metric against closed forms, the constructions, the verification of the
 planted truth on small trained black boxes (and its failure on black boxes that use something else), the
 suite-file variants, the proxy-validity statistics, and one end-to-end spurious-mnist run with an oracle."""
 
@@ -16,7 +16,8 @@ from bench.inputs.classifier import BlackBox, ClassifierConfig, train_classifier
 from bench.inputs.data import load_dataset
 from bench.errors import BenchError
 from bench.inputs.suites import get_suite, load_suite_file
-from explainers.base import EXPLAINERS, Capability, Explainer
+from explainers.base import Capability, Explainer
+from explainers.registry import EXPLAINERS
 from metrics import ground_truth as gt
 
 REGION = ground_truth.marker_region((1, 28, 28))
@@ -291,11 +292,11 @@ class MarkerOracle(Explainer):
 
 @pytest.fixture(scope="module")
 def spurious_run(mnist38, tmp_path_factory):
-    from bench.execute.runner import RunConfig, run
+    from bench.execute.config import RunConfig
+    from bench.execute.runner import run
 
     out = tmp_path_factory.mktemp("spurious") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(EXPLAINERS._entries, "marker_oracle", MarkerOracle)
+    with EXPLAINERS.temporarily("marker_oracle", MarkerOracle):
         run(RunConfig(suite="spurious-mnist", profile="smoke", seed=0, device="cpu", out=out,
                       explainers=("marker_oracle", "pixel_blend", "saliency", "random")), log=lambda m: None)
     from bench.outputs.results import load_record

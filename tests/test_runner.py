@@ -11,12 +11,13 @@ import statistics
 import pytest
 import torch
 
-from bench.execute import runner as runner_mod
+from bench.execute import steps
 from bench.inputs.data import FMNIST_DEFAULT_ROOT
 from bench.outputs.leaderboard import mean_sd_text, render
 from bench.outputs.results import load_record
-from bench.execute.runner import RunConfig, run
-from explainers.base import EXPLAINERS
+from bench.execute.config import RunConfig
+from bench.execute.runner import run
+from explainers.registry import EXPLAINERS
 from bench.inputs.suites import SUITES
 
 SMOKE_EXPLAINERS = (*SUITES["mnist"].default_explainers, "broken")  # what conftest's shared smoke run fits
@@ -140,7 +141,7 @@ def test_a_failing_figure_keeps_the_explainers_scores(smoke_run, tmp_path, monke
     def broken_figure(*args, **kwargs):
         raise ValueError("no display")
 
-    monkeypatch.setattr(runner_mod.figures, "compatibility", broken_figure)
+    monkeypatch.setattr(steps.figures, "compatibility", broken_figure)
     out = tmp_path / "run"
     messages: list[str] = []
     run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=out),
@@ -177,7 +178,7 @@ def test_interrupted_run_leaves_no_results_file(smoke_run, tmp_path, monkeypatch
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_mod, "score_explainer", interrupt)
+    monkeypatch.setattr(steps, "score_explainer", interrupt)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(suite="mnist", profile="smoke", explainers=("gce",), seed=3, device="cpu", out=out,
@@ -201,15 +202,15 @@ def test_a_fit_depends_on_its_seed_alone(tmp_path, monkeypatch, mnist38, black_b
         monkeypatch.setenv("GENEXBENCH_CACHE", str(tmp_path / f"cache{i}"))  # no cache hit: really fit
         torch.manual_seed(noise)
         torch.rand(1000)
-        explainer, fit = runner_mod.fitted_explainer(
+        explainer, fit = steps.fitted_explainer(
             EXPLAINERS.get("gce"), classifier=black_box, settings={"steps": 3, "n_alpha": 2, "n_beta": 2},
             train_images=mnist38.train.images[:500], classifier_key="k", suite_key={"s": 1},
-            seed=runner_mod.explainer_seed(0, "gce"), device=torch.device("cpu"), log=lambda m: None)
+            seed=steps.explainer_seed(0, "gce"), device=torch.device("cpu"), log=lambda m: None)
         assert fit["cached"] is False
         states.append(explainer.state_dict())
     for part in ("encoder", "decoder"):
         assert all(torch.equal(states[0][part][k], states[1][part][k]) for k in states[0][part])
-    assert runner_mod.explainer_seed(0, "gce") != runner_mod.explainer_seed(0, "svae") != runner_mod.explainer_seed(1, "svae")
+    assert steps.explainer_seed(0, "gce") != steps.explainer_seed(0, "svae") != steps.explainer_seed(1, "svae")
 
 
 def test_several_seeds_pool_into_one_leaderboard_and_report(smoke, tmp_path, mnist38):

@@ -16,7 +16,8 @@ from PIL import Image
 
 from bench.inputs.data import load_dataset
 from bench.errors import BenchError
-from bench.execute.runner import RunConfig, plan
+from bench.execute.config import RunConfig
+from bench.execute.steps import plan
 from bench.inputs.suites import SUITES, get_suite, load_suite_file, suite_toml
 
 DATA = Path(__file__).parent / "data"

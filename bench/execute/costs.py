@@ -34,7 +34,8 @@ FITS = (
 def step_seconds(name: str, settings: dict, classifier, images: torch.Tensor, device: torch.device, *,
                  warm: int = 20, steps: int = 100, precision: str = "fp32") -> float:
     """Seconds per training step of ``name`` with ``settings`` (warm-up excluded)."""
-    from explainers.base import EXPLAINERS, training_precision
+    from explainers.registry import EXPLAINERS
+    from explainers.training import training_precision
 
     cls = EXPLAINERS.get(name)
     precision = precision if cls.bf16_fit else "fp32"

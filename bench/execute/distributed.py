@@ -162,7 +162,7 @@ class _Remote:
 @contextlib.contextmanager
 def _worker(keeper, threads: int, plugins: tuple[str, ...]):
     from bench.store import remote_cache
-    from explainers.base import EXPLAINERS
+    from explainers.registry import EXPLAINERS
 
     torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS per task; torch's pool is pinned here
     for plugin in plugins:  # loading one twice registers nothing twice
@@ -176,7 +176,7 @@ def _quiet(message: str) -> None:
 
 
 def _plan(config, scratch: Path):
-    from bench.execute.runner import plan
+    from bench.execute.steps import plan
 
     return plan(config, _quiet, out=scratch / "run")
 
@@ -188,10 +188,10 @@ _MEMO: dict = {}
 
 
 def _prepared(config, keeper, scratch: Path, timings: dict | None = None):
-    """The plan and the shared scoring inputs (:func:`bench.execute.runner._prepare_seed`) of ``config``'s seed in
+    """The plan and the shared scoring inputs (:func:`bench.execute.steps.prepare_seed`) of ``config``'s seed in
     this run, computed once per worker. ``timings``: compute afresh and time it (the black box task)."""
     from bench.progress import RunProgress
-    from bench.execute.runner import _prepare_seed
+    from bench.execute.steps import prepare_seed
 
     key = (keeper._actor_id.hex(), repr(replace(config, out=None, command=[])))
     if timings is None and key in _MEMO:
@@ -199,7 +199,7 @@ def _prepared(config, keeper, scratch: Path, timings: dict | None = None):
     planned = _plan(config, scratch)
     if timings is not None:
         timings["data_seconds"] = planned.data_seconds
-    shared = _prepare_seed(config, planned, _quiet, RunProgress(0), timings if timings is not None else {})
+    shared = prepare_seed(config, planned, _quiet, RunProgress(0), timings if timings is not None else {})
     while len(_MEMO) >= 2:  # two seeds' inputs at most
         _MEMO.pop(next(iter(_MEMO)))
     _MEMO[key] = planned, shared
@@ -238,25 +238,18 @@ def _fit_task(config, keeper, threads: int, plugins: tuple[str, ...], name: str,
               *after: dict) -> dict:
     """Fit (or load) one explainer. ``after``: fit tasks of the same fit identity that come first (their
     result is in the cache by then, and loaded here if it is this fit too)."""
-    from bench.progress import log_to
-    from bench.execute.runner import black_box_identity, explainer_seed, fitted_explainer
+    from bench.execute.steps import fit
 
     with _worker(keeper, threads, plugins) as scratch:
         start = time.perf_counter()
         planned, shared = _prepared(config, keeper, scratch)
-        cls, data = planned.classes[name], planned.data
         try:
-            _, fit = fitted_explainer(
-                cls, classifier=shared.classifier, settings=planned.profile.explainers.get(name, {}),
-                train_images=data.train.images, classifier_key=black_box_identity(shared.classifier_record),
-                suite_key=black_box["suite_key"], seed=explainer_seed(config.seed, cls.fit_identity()),
-                device=planned.device, log=_quiet, cache=config.cache, fit_log=log_to(f"explainers.{name}"),
-                precision=planned.precision)
+            _, fitted = fit(name, config, planned, shared, _quiet)
         except BenchError:
             raise
         except Exception as exc:  # the driver turns it into the explainer's error row, as a local run does
             return {"error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start, "node": _node()}
-        return {"cached": fit["cached"], "cache_key": fit["cache_key"], "seconds": time.perf_counter() - start,
+        return {"cached": fitted["cached"], "cache_key": fitted["cache_key"], "seconds": time.perf_counter() - start,
                 "node": _node()}
 
 
@@ -267,7 +260,7 @@ def _score_task(config, keeper, threads: int, plugins: tuple[str, ...], name: st
     whose sweeps this one shares (as in a local run)."""
     from bench.progress import RunProgress
     from bench.outputs.results import Row
-    from bench.execute.runner import Outcome, _score_one
+    from bench.execute.steps import Outcome, score
 
     with _worker(keeper, threads, plugins) as scratch:
         if fit is not None and "error" in fit:
@@ -278,8 +271,8 @@ def _score_task(config, keeper, threads: int, plugins: tuple[str, ...], name: st
         sweeps_by_fit = {}
         if before is not None and before["outcome"].fit_key and before["outcome"].sweeps is not None:
             sweeps_by_fit[before["outcome"].fit_key] = before["outcome"].sweeps
-        outcome = _score_one(name, planned.classes[name], config, planned, shared, run_dir, _quiet, RunProgress(0),
-                             sweeps_by_fit, fit_cached=None if fit is None else fit["cached"])
+        outcome = score(name, planned.classes[name], config, planned, shared, run_dir, _quiet, RunProgress(0),
+                          sweeps_by_fit, fit_cached=None if fit is None else fit["cached"])
         if fit is not None:
             outcome.fit_seconds = fit["seconds"]  # the fit task's, not this task's load
         files = {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
@@ -310,7 +303,7 @@ def run_on_ray(config, seeds: tuple[int, ...], out: Path, options: RayOptions, l
     tasks are done, so an interrupted run leaves complete seeds and a cache that resumes the rest."""
     from bench.progress import RunProgress
     from bench.outputs.results import code_revision
-    from bench.execute.runner import plan
+    from bench.execute.steps import plan
     from explainers.base import Capability
 
     revision = code_revision()
@@ -414,7 +407,7 @@ def run_seeds_on_ray(config, seeds: tuple[int, ...], options: RayOptions, log: C
     """``bench run --executor ray``: as :func:`bench.execute.runner.run_seeds` (one seed: as :func:`bench.execute.runner.run`),
     every seed's black box, fits and scorings as Ray tasks. Returns the run directory."""
     from bench.outputs import leaderboard
-    from bench.execute.runner import _output_dir, default_out, write_leaderboards
+    from bench.execute.steps import default_out, output_dir, write_leaderboards
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise BenchError(f"--seeds needs distinct seeds, got {list(seeds)}")
@@ -422,7 +415,7 @@ def run_seeds_on_ray(config, seeds: tuple[int, ...], options: RayOptions, log: C
     if address and address != "auto":
         _reachable(address)  # before any work
     out = default_out(config, seeds)
-    with _output_dir(out):
+    with output_dir(out):
         dirs = run_on_ray(replace(config, seed=seeds[0]), seeds, out, options, log)
         if len(seeds) > 1:
             write_leaderboards(out, leaderboard.run_records(dirs))
@@ -439,7 +432,7 @@ def _cache_root() -> Path:
 def _write_seed(s: _SeedTasks, results: dict, planned, features: dict | None, run_dir: Path, revision: str,
                 started: float, log: Callable[[str], None], config) -> Path:
     """The driver's part of a seed: its run directory from its tasks' results."""
-    from bench.execute.runner import _output_dir, _Shared, finish_seed
+    from bench.execute.steps import SeedInputs, finish_seed, output_dir
     from bench.execute.scoring import SaliencySetup
     from bench.store import atomic_write_bytes
 
@@ -449,14 +442,14 @@ def _write_seed(s: _SeedTasks, results: dict, planned, features: dict | None, ru
     if black_box["saliency"] is not None:
         saliency = SaliencySetup(images=black_box["saliency"]["images"], labels=black_box["saliency"]["labels"],
                                  n_randomisation=profile.randomisation_queries)
-    shared = _Shared(None, black_box["classifier_record"], black_box["suite_key"], None, black_box["features_record"],
+    shared = SeedInputs(None, black_box["classifier_record"], black_box["suite_key"], None, black_box["features_record"],
                      saliency, None, None, ground_truth=black_box["ground_truth"])
     timings = dict(black_box["timings"])
     if features is not None:  # trained (or loaded) by the features task, which the black box task then loaded
         timings["features_seconds"] = features["seconds"]
         shared.features_record = {**shared.features_record, "cached": features["record"]["cached"]}
     outcomes = []
-    with _output_dir(run_dir):
+    with output_dir(run_dir):
         for name, ref in s.scores.items():
             scored = results[ref]
             for relative, data in scored["files"].items():

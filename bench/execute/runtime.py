@@ -1,4 +1,4 @@
-"""How this process computes: its memory allocator, and the precision fits train in (issue 15).
+"""How this process computes: its memory allocator, and the precision fits train in.
 
 :func:`keep_freed_memory` makes the same work faster without changing a single number. glibc's
 ``malloc`` serves every block over its mmap threshold (128 KiB, rising at most to 32 MiB) with a fresh
@@ -70,7 +70,7 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def training_precision_for(option: str, device: torch.device) -> str:
-    """The precision fits run in (``explainers.base.training_precision``) for the ``--precision`` option on
+    """The precision fits run in (``explainers.training.training_precision``) for the ``--precision`` option on
     ``device``: ``auto`` gives ``bf16`` where it is native (:func:`native_bf16`) and ``fp32`` elsewhere."""
     if option not in PRECISION_OPTIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_OPTIONS)}, got {option!r}")

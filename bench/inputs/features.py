@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bench.inputs.data import Split, dataset_label, load_dataset
+from bench.inputs.data import dataset_label, load_dataset
+from bench.inputs.images import Split
 from bench.errors import unknown_name, user_errors
 from bench.progress import track
 from bench.store import cache_root, cached, sha256_file, source_hash, stable_hash

@@ -69,6 +69,7 @@ from bench.inputs.blackbox import OUTPUTS, UserClassifier
 from bench.inputs.classifier import ClassifierConfig
 from bench.inputs.data import BUILTIN as BUILTIN_DATASETS
 from bench.errors import BenchError, unknown_name
+from bench.options import suite_black_box_keys
 
 SUITE_DIR = Path(__file__).with_name("suite_files")
 TABLE1 = "gce-table1"  # the suites' default black box: GCE Table 1 (bench.inputs.classifier)
@@ -111,7 +112,7 @@ class Suite:
     def explainer_class(self, name: str):
         """The class of explainer ``name``: one of the suite's variants, or a registered explainer (a
         LookupError naming the known ones for neither)."""
-        from explainers.base import EXPLAINERS, variant
+        from explainers.registry import EXPLAINERS, variant
 
         if name in self.variants:
             of, settings, note = self.variants[name]
@@ -135,7 +136,7 @@ _TOP = {"name": str, "version": str, "description": str, "explainers": list, "in
         "black_box": dict, "settings": dict, "profiles": dict, "variants": dict}
 _VARIANT = {"of": str, "settings": dict, "note": str}
 _DATASET = {"source": str, "classes": list, "channels": int}
-_BLACK_BOX = {"classifier": str, "weights": str, "output": str}
+_BLACK_BOX = suite_black_box_keys()  # the options that a [black_box] table sets too (bench.options)
 _PROFILE = {"note": str, "classifier": dict, "explainers": dict, "info_flow_samples": list, "sweep_queries": int,
             "saliency_queries": int, "randomisation_queries": int, "fid_samples": int, "latent_images": int,
             "feature_epochs": int, "feature_images": int}

@@ -79,14 +79,14 @@ def device_text(device: dict) -> str:
     return " ".join(parts) + (f" ({device['threads']} threads)" if device.get("threads") else "")
 
 
-def _strict(obj):
+def strict_json(obj):
     """Make a value strict JSON: NaN/inf become None (JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
+        return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
+        return [strict_json(v) for v in obj]
     return obj
 
 
@@ -140,7 +140,7 @@ def make_record(metadata: dict, results: list[Row]) -> dict:
 
 
 def write_record(run_dir: Path, record: dict) -> Path:
-    text = json.dumps(_strict(record), indent=2, allow_nan=False, sort_keys=False)
+    text = json.dumps(strict_json(record), indent=2, allow_nan=False, sort_keys=False)
     path = run_dir / RESULTS_FILE
     atomic_write_text(path, text + "\n")
     return path

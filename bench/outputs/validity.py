@@ -1,9 +1,9 @@
-"""Which proxy metrics can be trusted: their agreement with a planted ground truth (issue 14).
+"""Which proxy metrics can be trusted: their agreement with a planted ground truth.
 
 On a ground-truth suite every explainer's run record holds *proxy points* (``explainer_details.<name>.
 proxy_points``): its own values of the proxies and of the ground-truth metrics, and the same values for its
 maps or sweeps blended with noise at fixed levels (``metrics.ground_truth.DEGRADATION_LEVELS``), so a
-correlation across explainers rests on enough points (DESIGN.md, "Metric protocols"). For each pair of a proxy
+correlation across explainers rests on enough points (docs/design.md, "Metric protocols"). For each pair of a proxy
 and the ground-truth metric of the same capability this module gives the Spearman correlation across those
 points, averaged over the seeds given, with a bootstrap interval over explainers, and ``n/a`` below 8 points.
 
@@ -22,7 +22,7 @@ from typing import Sequence
 from metrics import METRICS
 from metrics.ground_truth import MIN_POINTS, proxy_correlation
 
-#: capability -> (proxies, the ground-truth metrics they are checked against), issue 14
+#: capability -> (proxies, the ground-truth metrics they are checked against)
 PAIRS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "saliency": (("removal_morf_auc", "removal_lerf_auc", "removal_gap", "saliency_gini", "randomisation_correlation"),
                  ("ground_truth_mass",)),
