@@ -1,6 +1,6 @@
 """Generated blocks in the documentation: every measured number on a page comes from the committed results.
 
-``python -m bench.outputs.docs [--check]`` (and ``python -m bench docs``) rewrites the marked blocks of
+``python -m bench.docs [--check]`` (and ``python -m bench docs``) rewrites the marked blocks of
 ``README.md``, ``docs/**/*.md`` and ``results/**/README.md`` from the files under ``results/``. A block is::
 
     <!-- docs: NAME key=value key="a value with spaces" -->
@@ -516,7 +516,8 @@ def _algorithm1(ctx: Context, study: str) -> str:
         fits = len(result.get("cells") or {})
         step1 = [p for p in c["path"] if p["step"] == "step1"]
         lines += [f"Seed {seed}: **K = {c['K']}, L = {c['L']}, lambda = {c['lambda']:g}** (Step 1's total "
-                  f"{c['total']}), from {fits} fits (profile {prov.get('profile')}, {prov.get('center')}).", "",
+                  f"{c['total']}), from {fits} fits, the replays' included (profile {prov.get('profile')}, "
+                  f"{', '.join(f'{k} {v}' for k, v in (prov.get('center') or {}).items())}).", "",
                   "| fit | step | K | L | lambda | held-out -ELBO | I(alpha;Y), nats |",
                   "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
                   *[f"| {i + 1} | {p['step']} | {p['K']} | {p['L']} | {p['lambda']:g} | {p['neg_elbo']:.2f} | "
@@ -527,7 +528,7 @@ def _algorithm1(ctx: Context, study: str) -> str:
                     for v in result["moved"]], ""]
         if len(step1) > 1:
             gains = [(a["neg_elbo"] - b["neg_elbo"]) / abs(a["neg_elbo"]) for a, b in zip(step1, step1[1:])]
-            lines += [f"Step 1's gains per added latent: " + ", ".join(f"{g:.1%}" for g in gains)
+            lines += ["Step 1's gains per added latent: " + ", ".join(f"{g:.1%}" for g in gains)
                       + f" (plateau below {prov['thresholds'].get('fidelity_plateau'):.0%}).", ""]
     lines.append(f"(From `results/studies/{study}/study.json`.)")
     return "\n".join(lines).strip("\n")
@@ -635,7 +636,8 @@ def study_suite_version(study_dir: Path) -> str | None:
 
 
 def _suite_version_at(revision: str, suite: str) -> str | None:
-    """The ``version`` of built-in suite ``suite`` at git ``revision`` (suite files moved to bench/inputs/)."""
+    """The ``version`` of built-in suite ``suite`` at git ``revision`` (its file is in bench/inputs/suite_files,
+    at older revisions in bench/suite_files)."""
     import subprocess
     import tomllib
 

@@ -1,5 +1,5 @@
-"""The docs say only what the committed results say (issue 27): every measured number on a page is a generated
-block (``python -m bench docs``, :mod:`bench.outputs.docs`), a page equals its regeneration, no decimal number
+"""The docs say only what the committed results say: every measured number on a page is a generated
+block (``python -m bench docs``, :mod:`bench.docs`), a page equals its regeneration, no decimal number
 or time is typed by hand outside blocks and fenced code (but the listed constants), every cited ``results/``
 path is tracked by git, and every committed study was run by its suite's current version."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.inputs.suites import SUITES
-from bench.outputs import docs
+from bench import docs
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = docs.pages(ROOT)
@@ -44,7 +44,7 @@ def test_regenerating_every_page_changes_nothing():
 def test_no_number_is_typed_by_hand(page):
     hits = docs.hand_typed_numbers(page.read_text())
     assert not hits, (f"{page_id(page)}: numbers outside generated blocks (generate them, or list a paper's "
-                      f"setting or a default in bench.outputs.docs.CONSTANTS): {hits}")
+                      f"setting or a default in bench.docs.CONSTANTS): {hits}")
 
 
 def test_every_constant_is_used_on_some_page():
@@ -152,7 +152,7 @@ def test_a_block_naming_a_missing_results_file_is_one_clear_line(tmp_path):
 
 
 def test_generated_numbers_are_the_committed_ones():
-    """The drift the issue found, regenerated: the committed reference, not a superseded one."""
+    """Numbers on the pages are regenerated from the committed reference run, not a superseded one."""
     ctx = docs.Context(ROOT)
     assert docs.render_block("cell", {"run": "mnist-quick", "explainer": "exaggeration",
                                       "metric": "removal_morf_auc"}, ctx) == "0.596 ± 0.068"

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from explainers.base import EXPLAINERS
+from explainers.registry import EXPLAINERS
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "extending.md"
-MARKERS = ("add-explainer", "run-explainer", "add-metric", "metric-closed-form", "metric-on-real-maps")
+MARKERS = ("add-explainer", "run-explainer", "add-metric", "metric-closed-form", "metric-on-the-leaderboard")
 
 
 def guide_blocks() -> dict[str, str]:
@@ -30,18 +30,18 @@ def run_block(blocks: dict[str, str], marker: str, namespace: dict) -> None:
 
 
 @pytest.fixture
-def guide_registry(monkeypatch):
-    """The guide's ``@register("smoothgrad")`` goes into a copy of the registry, dropped after the test."""
-    EXPLAINERS.names()  # discover the package's explainers first, so the copy holds them
-    monkeypatch.setattr(EXPLAINERS, "_entries", dict(EXPLAINERS._entries))
-    return EXPLAINERS
+def guide_registry():
+    """The guide's ``@register("smoothgrad")`` leaves the registry after the test."""
+    with EXPLAINERS.isolated():
+        yield EXPLAINERS
 
 
 def test_the_guide_has_exactly_the_blocks_this_test_runs():
     assert tuple(guide_blocks()) == MARKERS
 
 
-def test_the_guide_runs_its_explainer_and_its_metric_as_written(smoke_run, in_a_project, guide_registry, capsys):
+def test_the_guide_runs_its_explainer_as_written(smoke_run, in_a_project, guide_registry, black_box, mnist38,
+                                                 capsys):
     blocks, namespace = guide_blocks(), {"__name__": "guide"}
 
     run_block(blocks, "add-explainer", namespace)
@@ -63,24 +63,32 @@ def test_the_guide_runs_its_explainer_and_its_metric_as_written(smoke_run, in_a_
     assert gap["smoothgrad"] > gap["random"] + 0.2, gap.to_dict()
     assert "| smoothgrad |" in capsys.readouterr().out  # the leaderboard printed has its row
 
-    run_block(blocks, "add-metric", namespace)
-    run_block(blocks, "metric-closed-form", namespace)  # its own asserts: ln P, ln 5, 1.5 ln 2, 0, NaN
-    complexity = namespace["complexity"]
-    ramp = torch.arange(1.0, 5.0).view(1, 4)  # contributions k / 10, k = 1..4
-    assert complexity(ramp).item() == pytest.approx(-sum(k / 10 * math.log(k / 10) for k in range(1, 5)), rel=1e-12)
-
-    run_block(blocks, "metric-on-real-maps", namespace)
-    assert namespace["record"]["cached"], "the guide's cached_classifier call did not find the run's black box"
-    scores, limit = namespace["scores"], math.log(28 * 28 / 2) + 0.5
-    assert all(s.shape == (100,) and torch.isfinite(s).all() for s in scores.values())
-    # the random map's closed form ln(P/2) + 1/2 (s.d. over its 784 pixels: ~0.01), and f's gradients
-    # concentrate relevance far below it
-    assert scores["random"].mean().item() == pytest.approx(limit, abs=0.02)
-    assert scores["saliency"].mean() < limit - 0.3 and scores["smoothgrad"].mean() < limit - 0.3
-
     # explanation-time noise from its own generator: the same map twice, whatever the global stream did between
-    explainer = smoothgrad(namespace["black_box"], {"n_samples": 3}, "cpu")
-    x, target = namespace["images"][:4], namespace["predicted"][:4]
+    explainer = smoothgrad(black_box, {"n_samples": 3}, "cpu")
+    x = mnist38.test.images[:4]
+    target = black_box.predict(x)
     first = explainer.saliency(x, target)
     torch.randn(100)
     assert torch.equal(first, explainer.saliency(x, target)) and first.shape == x.shape
+
+    run_block(blocks, "add-metric", namespace)
+    run_block(blocks, "metric-closed-form", namespace)  # its own asserts: ln P, ln 5, 1.5 ln 2, 0, NaN
+    run_block(blocks, "metric-on-the-leaderboard", namespace)
+    from metrics import METRICS
+
+    assert "saliency_complexity" not in METRICS  # declared for the guide's blocks only
+    scored, limit = namespace["scored"], math.log(28 * 28 / 2) + 0.5
+    assert scored.errors.empty and "saliency_complexity ↓" in capsys.readouterr().out
+    values = namespace["values"]
+    # the random map's closed form ln(P/2) + 1/2 (s.d. over its 784 pixels: ~0.01), f's gradients far below it
+    assert values["random"] == pytest.approx(limit, abs=0.02) and values["saliency"] < limit - 0.3
+
+
+def test_the_guide_declares_its_metric_and_its_closed_forms_hold():
+    blocks, namespace = guide_blocks(), {"__name__": "guide"}
+    run_block(blocks, "add-metric", namespace)
+    run_block(blocks, "metric-closed-form", namespace)  # its own asserts: ln P, ln 5, 1.5 ln 2, 0, NaN
+    complexity = namespace["complexity"]
+    assert namespace["COMPLEXITY"].function is complexity and namespace["COMPLEXITY"].inputs == ("maps",)
+    ramp = torch.arange(1.0, 5.0).view(1, 4)  # contributions k / 10, k = 1..4
+    assert complexity(ramp).item() == pytest.approx(-sum(k / 10 * math.log(k / 10) for k in range(1, 5)), rel=1e-12)

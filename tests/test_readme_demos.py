@@ -1,13 +1,40 @@
-"""The README's three doors, run as written from a fresh directory, as a new user would: a ResNet of the
-user's own scored with ``--classifier ... --weights ...``, a suite file of the user's own over a 3-channel
-image folder, and an explainer plugin on the leaderboard beside the built-ins."""
+"""The three doors of docs/extending.md, run as written from a fresh directory, as a new user would: a ResNet
+of the user's own scored with ``--classifier ... --weights ...``, a suite file of the user's own over a
+3-channel image folder, and an explainer plugin on the leaderboard beside the built-ins."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ("README.md", "docs/*.md")  # where a ``# readme: <marker>`` block may live
+
+
+def doc_block(marker: str) -> str:
+    """The one fenced bash or python block of README.md or docs/*.md whose first line is ``# readme: <marker>``."""
+    found = []
+    for page in sorted({p for pattern in PAGES for p in ROOT.glob(pattern)}):
+        blocks = re.findall(r"```(?:python|bash)\n(# readme: [\w-]+\n.*?)```", page.read_text(), re.S)
+        found += [(page.name, b) for b in blocks if b.startswith(f"# readme: {marker}\n")]
+    assert len(found) == 1, f"{len(found)} blocks marked {marker} in {PAGES}: {[name for name, _ in found]}"
+    return found[0][1]
+
+
+@pytest.fixture(scope="session")
+def readme():
+    """``readme(marker)``: the block marked ``# readme: <marker>``, wherever the docs keep it (overrides
+    conftest's, which reads README.md only)."""
+    return doc_block
+
+
+def test_every_demo_block_is_found_once():
+    for marker in ("own-black-box", "own-suite", "own-explainer", "use-from-python", "ci-recipe"):
+        assert doc_block(marker).startswith(f"# readme: {marker}\n")
 
 
 def run_block(readme, marker: str, cwd) -> subprocess.CompletedProcess:

@@ -47,8 +47,8 @@ def seed_of_dir(path: Path) -> int:
 
 
 def black_box_name(metadata: dict) -> str:
-    """The black box a record explains: an import path or file the user named, or ``gce-table1`` (records
-    written before black boxes were named hold the suite's GCE Table 1)."""
+    """The black box a record explains: an import path or file the user named, or ``gce-table1`` (a record
+    that names no black box holds the suite's GCE Table 1)."""
     return str((metadata.get("classifier") or {}).get("name", "gce-table1"))
 
 
@@ -146,7 +146,7 @@ def build_board(records: Sequence[dict], *, factors: bool = False) -> Board:
         noise = _noise(mean, spread, column).reindex(values.index)
         leader = values.idxmax() if info.higher_is_better else values.idxmin()
         # the best, and every explainer whose difference from it lies inside either one's spread over seeds
-        # or tie orders: a tie, not a win (DESIGN.md, "Metric protocols")
+        # or tie orders: a tie, not a win (docs/design.md, "Metric protocols")
         best[column] = [e for e, v in values.items()
                         if math.isclose(v, values[leader], rel_tol=1e-12, abs_tol=0.0)
                         or abs(v - values[leader]) <= max(noise[leader], noise[e])]
@@ -227,7 +227,9 @@ def footer_text(board: Board) -> str:
     weights = (f"weights {hashes[0]}" if len(hashes) == 1 else f"{len(hashes)} weight sets (one per seed)") \
         if hashes != ["?"] else "weights not recorded"
     spread = " (mean ± s.d. over seeds)" if board.n_seeds > 1 else ""
-    return (f"suite {first.get('suite')} v{first.get('suite_version')}, profile {first.get('profile')}, "
+    made_by = sorted({str(m.get("versions", {}).get("genexbench", "?")) for m in metas})
+    return (f"genexbench {', '.join(made_by)}; suite {first.get('suite')} v{first.get('suite_version')}, "
+            f"profile {first.get('profile')}, "
             f"seed{'s' if board.n_seeds > 1 else ''} {seeds}{spread}; FID features: {', '.join(features)}; "
             f"device: {', '.join(devices)}; code {', '.join(revisions)}"
             + f"; black box {black_box_name(first)} ({weights}"
