@@ -117,10 +117,8 @@ def run(suite: str | Path = OPTIONS["suite"].default, **options) -> Results:
     """
     options = check_keywords({"suite": suite, **options})
     from bench.execute.runner import execute
-    from bench.execute.runtime import keep_freed_memory
     from bench.progress import bars, configure_logging
 
-    keep_freed_memory()  # the same numbers, much less kernel time (bench.execute.runtime)
     if options["progress"] and not logging.getLogger("bench").handlers:
         configure_logging(0)
     with bars(options["progress"]):
@@ -130,7 +128,8 @@ def run(suite: str | Path = OPTIONS["suite"].default, **options) -> Results:
 # the signature and the options' part of the docstring, derived from the declarations
 run.__signature__ = options_signature([inspect.Parameter("suite", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                                          default=OPTIONS["suite"].default)])
-run.__doc__ = run.__doc__.replace("{options}", options_docstring())
+if run.__doc__:  # None under python -OO
+    run.__doc__ = run.__doc__.replace("{options}", options_docstring())
 
 
 def check_suite(baseline: str | Path, *, suite: str = "mnist", profile: str = "quick",

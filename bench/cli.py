@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from bench import __version__
-    from bench.options import add_arguments
+    from bench.options import add_arguments, choices, default
 
     parser = _Parser(prog=prog or program_name(),
                      description="genexbench: benchmark generative explainers of image classifiers")
@@ -58,8 +58,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="a built-in study (gce-algorithm1, gce-sensitivity, ganmex-lambda) or a study file")
     study.add_argument("--size", default="small", help="small (a 2-core CPU, default) or full (the papers' size)")
     study.add_argument("--out", type=Path, help="study directory (default studies/<name>-<size>)")
-    study.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    study.add_argument("--executor", default="local", choices=["local", "ray"],
+    study.add_argument("--device", default=default("device"), choices=choices("device"))
+    study.add_argument("--executor", default=default("executor"), choices=choices("executor"),
                        help="run each cell's seeds, fits and scorings as Ray tasks (grid studies)")
     study.add_argument("--ray-address", metavar="ADDRESS", help="with --executor ray: the cluster")
 

@@ -175,9 +175,9 @@ def seconds_text(seconds: float) -> str:
 
 
 def _devices(records: list[dict]) -> str:
-    from bench.outputs.results import device_text
+    from bench.gate import devices_of
 
-    return ", ".join(sorted({device_text(r["metadata"].get("device", {})) for r in records}))
+    return ", ".join(devices_of(records))
 
 
 def _list(value: str | None) -> list[str]:
@@ -766,7 +766,7 @@ def regenerate(root: Path, check: bool = False) -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,4 +208,5 @@ def choices(name: str) -> tuple:
 
 def bad_value(name: str, value: Any) -> BenchError:
     """The one-line error for ``value`` outside option ``name``'s choices."""
-    return BenchError(f"unknown {name.replace('_', ' ')} {value!r}; use {', '.join(choices(name))}")
+    *rest, last = choices(name)
+    return BenchError(f"unknown {name.replace('_', ' ')} {value!r}; use {', '.join(rest)} or {last}")

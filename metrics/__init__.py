@@ -10,7 +10,7 @@ read-only mapping name -> :class:`Metric` that the rest of the code reads: the d
 
 from __future__ import annotations
 
-from metrics.declaration import AGGREGATIONS, CAPABILITIES, INPUTS, Metric, MetricInfo, MetricRegistry
+from metrics.declaration import AGGREGATIONS, CAPABILITIES, INPUTS, Metric, MetricRegistry
 
 #: the modules whose declarations make :data:`METRICS`, in the order of the leaderboard's columns
 MODULES = ("information_flow", "accuracy_drop", "invariance", "saliency", "fid", "sweep", "ground_truth", "timing")
@@ -21,4 +21,4 @@ METRICS = MetricRegistry(__name__, MODULES)
 #: add declared metrics (a plugin's, a notebook's) after the built-in ones; see also ``METRICS.temporarily``
 register = METRICS.register
 
-__all__ = ["AGGREGATIONS", "CAPABILITIES", "INPUTS", "METRICS", "MODULES", "Metric", "MetricInfo", "register"]
+__all__ = ["AGGREGATIONS", "CAPABILITIES", "INPUTS", "METRICS", "MODULES", "Metric", "register"]

@@ -110,14 +110,6 @@ class Metric:
     def arrow(self) -> str:
         return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
 
-    @property
-    def generic(self) -> bool:
-        """Scored from its declaration alone (``inputs``), not by hand in its scorer."""
-        return bool(self.inputs)
-
-
-#: the former name of :class:`Metric`, still what the rest of the code reads it as
-MetricInfo = Metric
 
 
 class MetricRegistry(Mapping):

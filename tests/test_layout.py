@@ -1,4 +1,4 @@
-"""The package's layout keeps its dependencies pointing one way (docs/design.md, "How bench/ grows"):
+"""The package's layout keeps its dependencies pointing one way (docs/design.md, "How bench/ is grouped"):
 the doors -> execute -> outputs -> inputs -> the shared base, the gate reads outputs only, and every part of
 bench/ may use explainers/ and metrics/, which use nothing of bench/. Every import counts, a function's
 deferred ``import`` too, and no two modules import each other, directly or around a loop."""

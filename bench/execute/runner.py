@@ -12,6 +12,7 @@ import torch
 
 from bench.errors import BenchError, user_errors
 from bench.execute.config import RunConfig, make_config
+from bench.execute.runtime import keep_freed_memory
 from bench.execute.steps import (Outcome, Plan, default_out, finish_seed, output_dir, plan, prepare_seed, score,
                                  write_leaderboards)
 from bench.outputs import leaderboard
@@ -25,6 +26,7 @@ def execute(options: dict[str, Any], log: Callable[[str], None] = _log) -> Path:
     """Run what ``options`` ask for (every declared option, :func:`bench.options.check_keywords`): load the
     plugins, then every seed on the executor named, locally or as Ray tasks; returns the run directory."""
     request = make_config(options)
+    keep_freed_memory()  # the same numbers, much less kernel time (bench.execute.runtime)
     if request.plugins:
         from explainers.registry import EXPLAINERS
 

@@ -22,6 +22,8 @@ import logging
 
 import torch
 
+from bench.options import choices
+
 log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
@@ -53,7 +55,7 @@ def keep_freed_memory() -> bool:
 
 
 #: ``--precision`` values: ``auto`` = bf16 where the device multiplies it natively, else fp32
-PRECISION_OPTIONS = ("auto", "fp32", "bf16")
+PRECISION_OPTIONS = choices("precision")
 
 
 def native_bf16(device: torch.device) -> bool:

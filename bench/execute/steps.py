@@ -433,8 +433,9 @@ def _shared_scoring_code() -> tuple[str, ...]:
     packages = [f"{pkg.__name__}.{m.name}" for pkg in (metrics, explainers) for m in pkgutil.iter_modules(pkg.__path__)]
     for name in packages:
         importlib.import_module(name)
-    return ("metrics", *packages, "bench.execute.scoring", "bench.execute.steps", "bench.inputs.features",
-            "bench.inputs.classifier", "bench.inputs.data")
+    return ("metrics", *packages, "bench.execute.scoring", "bench.execute.steps", "bench.execute.runner",
+            "bench.execute.config", "bench.inputs.features", "bench.inputs.classifier", "bench.inputs.data",
+            "bench.inputs.images")
 
 
 def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
