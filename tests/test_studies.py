@@ -142,3 +142,14 @@ def test_a_grid_study_runs_each_cell_and_resumes(tmp_path, mnist38, capsys):
     path.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))
     assert main(["-q", "study", str(path), "--out", str(out)]) == 2
     assert "holds another study" in capsys.readouterr().err
+
+
+def test_each_session_keeps_the_code_revision_it_ran():
+    from bench.execute.studies import with_session
+
+    first = {"provenance": {"code_revision": "aaa"}, "sessions": [{"seconds": 10.0}]}
+    sessions = with_session(first, {"seconds": 1.0, "code_revision": "bbb"})
+    assert [s["code_revision"] for s in sessions] == ["aaa", "bbb"]
+    assert "code_revision" not in first["sessions"][0]  # the record read is not changed
+    again = with_session({"provenance": {"code_revision": "bbb"}, "sessions": sessions}, {"code_revision": "ccc"})
+    assert [s["code_revision"] for s in again] == ["aaa", "bbb", "ccc"]

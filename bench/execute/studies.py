@@ -145,6 +145,15 @@ def _check_out(out: Path, study: Study, size: Size) -> None:
                              f"{meta.get('size')}); give another --out")
 
 
+def with_session(previous: dict, session: dict) -> list[dict]:
+    """The sessions of study.json ``previous`` and then ``session``. A session recorded without its code
+    revision gets the one of the provenance it wrote last (provenance is rewritten at each session's end)."""
+    sessions = [dict(s) for s in previous.get("sessions", [])]
+    if sessions and "code_revision" in previous.get("provenance", {}):
+        sessions[-1].setdefault("code_revision", previous["provenance"]["code_revision"])
+    return [*sessions, session]
+
+
 def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None = None, device: str = "auto",
               executor: str = "local", ray_address: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run (or resume) a study; returns its directory (default ``studies/<name>-<size>``)."""
@@ -173,10 +182,10 @@ def run_study(name_or_path: str | Path, *, size: str = "small", out: Path | None
     else:
         result = _one_at_a_time(study, chosen, out, device, executor, ray_address, log)
     # every invocation (the first, and each resume) with its own wall time: a resumed study keeps the first's
-    sessions = json.loads((out / "study.json").read_text()).get("sessions", []) if (out / "study.json").exists() else []
-    sessions.append({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "seconds": round(time.perf_counter() - start, 1), "executor": executor,
-                     "code_revision": code_revision()})
+    previous = json.loads((out / "study.json").read_text()) if (out / "study.json").exists() else {}
+    sessions = with_session(previous, {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                       "seconds": round(time.perf_counter() - start, 1), "executor": executor,
+                                       "code_revision": code_revision()})
     _write_json(out / "study.json", {"provenance": _provenance(study, chosen, torch_device), "sessions": sessions,
                                      **result})
     log(f"[study] wrote {out} in {time.perf_counter() - start:.0f}s")
