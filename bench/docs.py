@@ -599,13 +599,14 @@ def _study_dirs(ctx: Context) -> list[Path]:
 @generator("studies")
 def _studies(ctx: Context) -> str:
     """Every committed study (``results/studies/*/study.json``): study, kind, size, suite (and its version
-    where a cell's record holds it), profile, seeds, code, device, and the wall time of its sessions."""
+    where a cell's record holds it), profile, seeds, the code of each session, device, and the wall time of its
+    sessions."""
     from bench.outputs.results import device_text
 
     dirs = _study_dirs(ctx)
     if not dirs:
         return "No study is committed yet."
-    lines = ["| directory | study | size | suite | profile | seeds | code | device | wall time |",
+    lines = ["| directory | study | size | suite | profile | seeds | code (each session's) | device | wall time |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | ---: |"]
     for path in dirs:
         data = ctx.study(path.name)
@@ -614,41 +615,23 @@ def _studies(ctx: Context) -> str:
         wall = seconds_text(sum(float(s.get("seconds", 0)) for s in sessions)) if sessions else "unfinished"
         version = study_suite_version(path)
         suite = p.get("suite") + (f" v{version}" if version else "")
+        code = ", ".join(dict.fromkeys(str(s["code_revision"]) for s in sessions if s.get("code_revision"))) \
+            or str(p.get("code_revision"))  # each session's code, in order; the provenance's where none is recorded
         lines.append(f"| `results/studies/{path.name}/` | {p.get('study')} ({p.get('kind')}) | {p.get('size')} | "
                      f"{suite} | {p.get('profile')} | {', '.join(map(str, p.get('seeds', [])))} | "
-                     f"{p.get('code_revision')} | {device_text(p.get('device') or {})} | {wall} |")
+                     f"{code} | {device_text(p.get('device') or {})} | {wall} |")
     return "\n".join(lines)
 
 
 def study_suite_version(study_dir: Path) -> str | None:
-    """The suite version a committed study was run with: its provenance's ``suite_version`` where it records
-    one, else that of its cells' run records (a one-at-a-time study), else the version the suite file had at
-    the study's recorded code revision (read from git); None where none of these is known."""
+    """The suite version a committed study was run with: its provenance's ``suite_version``, else the oldest
+    of its cells' run records (a one-at-a-time study); None where neither is recorded."""
     data = json.loads((Path(study_dir) / "study.json").read_text())
-    prov = data.get("provenance", {})
-    if prov.get("suite_version") is not None:
-        return str(prov["suite_version"])
+    if data.get("provenance", {}).get("suite_version") is not None:
+        return str(data["provenance"]["suite_version"])
     versions = {str(json.loads(p.read_text())["metadata"].get("suite_version"))
                 for p in sorted(Path(study_dir).glob("cells/*/seed*/results.json"))}
-    if versions:
-        return min(versions, key=lambda v: (len(v), v))  # the oldest, if cells were run by several versions
-    return _suite_version_at(str(prov.get("code_revision", "")).removesuffix("-dirty"), str(prov.get("suite")))
-
-
-def _suite_version_at(revision: str, suite: str) -> str | None:
-    """The ``version`` of built-in suite ``suite`` at git ``revision`` (its file is in bench/inputs/suite_files,
-    at older revisions in bench/suite_files)."""
-    import subprocess
-    import tomllib
-
-    if not re.fullmatch(r"[0-9a-f]{7,40}", revision):
-        return None
-    for folder in ("bench/inputs/suite_files", "bench/suite_files"):
-        out = subprocess.run(["git", "show", f"{revision}:{folder}/{suite}.toml"], cwd=_repo_root(),
-                             capture_output=True, text=True)
-        if out.returncode == 0:
-            return str(tomllib.loads(out.stdout).get("version", "1"))
-    return None
+    return min(versions, key=lambda v: (len(v), v)) if versions else None
 
 
 @generator("study-time")
