@@ -431,11 +431,11 @@ def _shared_scoring_code() -> tuple[str, ...]:
     import metrics
 
     packages = [f"{pkg.__name__}.{m.name}" for pkg in (metrics, explainers) for m in pkgutil.iter_modules(pkg.__path__)]
-    for name in packages:
+    around = ("bench.execute.scoring", "bench.execute.steps", "bench.execute.runner", "bench.execute.config",
+              "bench.inputs.features", "bench.inputs.classifier", "bench.inputs.data", "bench.inputs.images")
+    for name in (*packages, *around):  # imported, so every process (a Ray worker too) hashes the same sources
         importlib.import_module(name)
-    return ("metrics", *packages, "bench.execute.scoring", "bench.execute.steps", "bench.execute.runner",
-            "bench.execute.config", "bench.inputs.features", "bench.inputs.classifier", "bench.inputs.data",
-            "bench.inputs.images")
+    return ("metrics", *packages, *around)
 
 
 def scoring_code(cls: type[Explainer]) -> tuple[str, ...]:
