@@ -93,6 +93,6 @@ def device_from_option(name: str) -> torch.device:
         return default_device(None)
     if name == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise BenchError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if name not in choices("device"):
+        raise bad_value("device", name)
     return torch.device(name)
